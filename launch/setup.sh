@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the Python 3.12 virtualenv in .venv and installs jaxdl with its test extras.
+# Sourced by launch/main_job.sh and launch/test.sh; safe to run again (pip skips what is installed).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${JAXDL_VENV:-$ROOT/.venv}"
+
+find_python() {
+  if command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'import sys' >/dev/null 2>&1; then
+    command -v python3.12; return
+  fi
+  for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12; do
+    [ -x "$p" ] && { echo "$p"; return; }
+  done
+  echo "error: python3.12 not found (install it, or put it on PATH)" >&2; return 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  PY="$(find_python)"
+  echo "[setup] creating $VENV with $PY"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+# Reinstall only when pyproject.toml changed since the last install.
+STAMP="$VENV/.jaxdl-installed"
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+  echo "[setup] pip install -e '$ROOT[test]'"
+  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  touch "$STAMP"
+fi
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package; install it where apt works.
+FMNIST_DIR="${JAXDL_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
+if [ ! -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] apt-get install dataset-fashion-mnist"
+  (apt-get update -qq >/dev/null 2>&1 || true; apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1) \
+    || echo "[setup] warning: could not install dataset-fashion-mnist; Fashion-MNIST runs/tests will say how to get it"
+fi
+export PATH="$VENV/bin:$PATH"
