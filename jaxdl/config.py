@@ -1,0 +1,134 @@
+"""Config plumbing: the schema every experiment config starts from, `:arg` parsing, the smoke shrink, validation.
+
+An experiment file defines `get_config(arg)` that starts from `base()` and sets fields; it is launched with
+`python -m jaxdl.main --config=experiments/<study>/<file>.py:<arg> --config.a.b=v --workdir=DIR`.
+`validate` runs before anything compiles and names the bad key: unknown keys, wrong types, missing required
+fields, bad model arguments.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from ml_collections import ConfigDict
+
+from jaxdl import models, optim
+from jaxdl.layers.remat import check_policy
+from jaxdl.parallel.mesh import AXES
+from jaxdl.parallel.rules import DEFAULT_RULES
+
+REQUIRED = ("data.name", "model.name")
+
+
+def base() -> ConfigDict:
+    """The schema with defaults. `model` is free-form past `name` (checked against the model's arguments)."""
+    c = ConfigDict()
+    c.seed = 0
+    c.mesh = ConfigDict({a: (-1 if a == "data" else 1) for a in AXES})
+    c.sharding = ConfigDict(dict(rules=DEFAULT_RULES))
+
+    c.data = ConfigDict()
+    c.data.name = ""  # required: a jaxdl.data registry name
+    c.data.data_dir = ""  # "" = $JAXDL_DATA_DIR or ~/.cache/jaxdl/tensorflow_datasets
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.batch_size = 128  # global batch (all processes, all microbatches)
+    c.data.eval_batch_size = 1000
+    c.data.prefetch = 2
+
+    c.model = ConfigDict(dict(name=""), type_safe=False)  # required: a jaxdl.models module name
+    c.optim = optim.defaults()
+
+    c.train = ConfigDict()
+    c.train.steps = 1000
+    c.train.grad_accum = 1  # microbatches per step (scan inside the jitted step)
+    c.train.log_every = 100
+    c.train.eval_every = 500  # also at the end; 0 = only at the end
+    c.train.checkpoint_every = 500  # also at the end; 0 = only at the end
+    c.train.keep_checkpoints = 3
+    c.train.async_checkpoints = True
+    c.train.nan_guard = True  # skip non-finite updates and stop, naming the step and tensor
+    c.train.progress = True  # progress bar on stderr
+    c.lock()  # a typo'd key in an experiment file fails at once; `config.model` is replaced, so stays free-form
+    return c
+
+
+def parse_arg(arg: str | None) -> tuple[list[str], bool]:
+    """`"cnn,smoke"` -> (["cnn"], True). The `smoke` token may appear in any config's arg."""
+    tokens = [t for t in (arg or "").split(",") if t]
+    return [t for t in tokens if t != "smoke"], "smoke" in tokens
+
+
+def shrink_for_smoke(c: ConfigDict) -> ConfigDict:
+    """Shrinks any config to run in seconds: few steps, small eval batch, frequent evals/checkpoints."""
+    c.train.steps = min(c.train.steps, 30)
+    c.train.log_every = 10
+    c.train.eval_every = 15
+    c.train.checkpoint_every = 15
+    c.data.batch_size = min(c.data.batch_size, 32)
+    c.data.eval_batch_size = min(c.data.eval_batch_size, 256)
+    c.optim.warmup_steps = min(c.optim.warmup_steps, 5)
+    if c.optim.schedule == "step":
+        c.optim.step_size = min(max(c.optim.step_size, 1), 10)
+    if c.optim.schedule == "multistep":
+        c.optim.boundaries = tuple(b for b in (10, 20))
+    return c
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, tuple | list):
+        return isinstance(value, tuple | list)
+    return isinstance(value, type(default))
+
+
+def _check_against(schema: Mapping, cfg: Mapping, prefix: str) -> None:
+    for key, value in cfg.items():
+        path = f"{prefix}{key}"
+        if key not in schema:
+            raise ValueError(f"config key {path!r} is unknown; known keys under {prefix or 'config.'}: {sorted(schema)}")
+        default = schema[key]
+        if isinstance(default, Mapping) and not isinstance(default, ConfigDict | dict):
+            default = dict(default)
+        if isinstance(default, ConfigDict | dict) and path not in ("config.model", "config.sharding"):
+            if not isinstance(value, Mapping):
+                raise TypeError(f"config key {path!r} must be a dict, got {type(value).__name__}")
+            _check_against(default, value, path + ".")
+        elif not _compatible(default, value):
+            raise TypeError(
+                f"config key {path!r} has type {type(value).__name__} ({value!r}); expected {type(default).__name__}"
+            )
+
+
+def validate(config: ConfigDict) -> ConfigDict:
+    """Checks `config` against `base()`, the model's arguments and the optimizer; returns it locked."""
+    schema = base()
+    for section in schema:
+        if section not in config:
+            raise ValueError(f"config.{section} is missing: build configs on jaxdl.config.base()")
+    _check_against(schema, config, "config.")
+    for path in REQUIRED:
+        section, key = path.split(".")
+        if not config.get(section, {}).get(key):
+            raise ValueError(f"config.{path} is required (it is empty)")
+    models.check_kwargs(config.model.name, {k: v for k, v in config.model.items() if k != "name"})
+    check_policy(config.model.get("remat", "none"))
+    for key in ("steps", "log_every", "keep_checkpoints", "grad_accum"):
+        if config.train[key] < 1:
+            raise ValueError(f"config.train.{key} must be >= 1, got {config.train[key]}")
+    for key in ("batch_size", "eval_batch_size"):
+        if config.data[key] < 1:
+            raise ValueError(f"config.data.{key} must be >= 1, got {config.data[key]}")
+    if config.data.batch_size % config.train.grad_accum:
+        raise ValueError(
+            f"config.data.batch_size={config.data.batch_size} is not divisible by "
+            f"config.train.grad_accum={config.train.grad_accum}"
+        )
+    optim.make_optimizer(config.optim, config.train.steps)
+    config.lock()
+    return config
+

@@ -1,0 +1,35 @@
+"""Entry point: `python -m jaxdl.main --config=experiments/<study>/<file>.py:<arg> --workdir=DIR [--config.a.b=v]`.
+
+Validates the config (unknown keys, wrong types, missing fields fail here, naming the key, before anything
+compiles), trains with `jaxdl.train.train_and_evaluate`, resumes from the workdir's latest checkpoint, and
+prints the final eval metrics.
+"""
+
+import json
+import logging
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxdl import config as config_lib
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file, `path.py:arg`.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics.jsonl, TensorBoard events and config.json go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.getLogger().setLevel(logging.INFO)
+    config = config_lib.validate(FLAGS.config)  # before jax compiles anything
+
+    from jaxdl import train  # imported after validation so config errors come fast
+
+    results = train.train_and_evaluate(config, FLAGS.workdir)
+    print("final " + json.dumps({k: round(v, 4) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,50 @@
+"""Model registry: `jaxdl.models.<name>` modules, each with a `Model(nnx.Module)` class.
+
+The registry key is the module name, so adding a family is adding a module and nothing else. Every `Model`
+takes keyword arguments only; `input_shape`, `num_classes` and `rngs` come from the trainer (from the dataset),
+the rest from `config.model` (minus `name`). Models map `[batch, *input_shape]` inputs to float32 logits
+`[batch, num_classes]` and are called as `model(x, train=..., rngs=...)`.
+"""
+
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Mapping
+from typing import Any
+
+from flax import nnx
+
+from jaxdl.layers.remat import check_policy
+
+_PROVIDED = ("input_shape", "num_classes", "rngs")
+
+
+def available() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def get_class(name: str) -> type[nnx.Module]:
+    if name not in available():
+        raise ValueError(f"config.model.name={name!r} is not a model; available: {', '.join(available())}")
+    return importlib.import_module(f"{__name__}.{name}").Model
+
+
+def check_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Fails (naming the key) on config.model keys the model does not accept, or required ones missing."""
+    params = inspect.signature(get_class(name).__init__).parameters
+    accepted = [p for p in params if p not in ("self", *_PROVIDED)]
+    for key in kwargs:
+        if key not in accepted:
+            raise ValueError(f"config.model.{key} is not an argument of model {name!r}; it accepts: {accepted}")
+    for p in accepted:
+        if params[p].default is inspect.Parameter.empty and p not in kwargs:
+            raise ValueError(f"config.model.{p} is required by model {name!r}")
+
+
+def make(config: Mapping[str, Any], *, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    """Builds `config.name` with the other keys of `config` as keyword arguments."""
+    kwargs = {k: v for k, v in dict(config).items() if k != "name"}
+    check_kwargs(config["name"], kwargs)
+    check_policy(kwargs.get("remat", "none"))
+    cls = get_class(config["name"])
+    return cls(input_shape=tuple(input_shape), num_classes=num_classes, rngs=rngs, **kwargs)

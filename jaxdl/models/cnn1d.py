@@ -1,0 +1,58 @@
+"""1-D CNN of the MNIST-1D paper (Greydanus 2020): three strided convs of 25 channels, then a linear head.
+
+[batch, 40] -> conv(k5,s2,p1) -> 19 -> conv(k3,s2,p1) -> 10 -> conv(k3,s2,p1) -> 5 -> flatten 125 -> logits.
+"""
+
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdl.layers.remat import remat as remat_fn
+from jaxdl.models._common import dense, to_dtype
+
+
+class Model(nnx.Module):
+    """[batch, length] or [batch, length, channels] -> logits [batch, num_classes] (float32)."""
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        channels: int = 25,
+        kernel_sizes: tuple[int, ...] = (5, 3, 3),
+        stride: int = 2,
+        padding: int = 1,
+        dtype: str = "float32",
+        param_dtype: str = "float32",
+        remat: str = "none",
+        rngs: nnx.Rngs,
+    ):
+        length, cin = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
+        self.convs = nnx.List()
+        for k in kernel_sizes:
+            self.convs.append(
+                nnx.Conv(
+                    cin,
+                    channels,
+                    kernel_size=(k,),
+                    strides=(stride,),
+                    padding=((padding, padding),),
+                    dtype=to_dtype(dtype),
+                    param_dtype=to_dtype(param_dtype),
+                    kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "embed", "mlp")),
+                    rngs=rngs,
+                )
+            )
+            length = (length + 2 * padding - k) // stride + 1
+            cin = channels
+        if length < 1:
+            raise ValueError(f"cnn1d: input length {input_shape[0]} is too short for kernels {kernel_sizes}")
+        self.head = dense(length * channels, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.remat = remat
+
+    def __call__(self, x: jnp.ndarray, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jnp.ndarray:
+        h = x[..., None] if x.ndim == 2 else x
+        layer = remat_fn(lambda conv, h: nnx.relu(conv(h)), self.remat)
+        for conv in self.convs:
+            h = layer(conv, h)
+        return self.head(h.reshape(h.shape[0], -1)).astype(jnp.float32)

@@ -1,0 +1,29 @@
+"""Multinomial logistic regression: one linear layer on the flattened input."""
+
+import math
+
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdl.models._common import dense
+
+
+class Model(nnx.Module):
+    """[batch, *input_shape] -> logits [batch, num_classes] (float32)."""
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        dtype: str = "float32",
+        param_dtype: str = "float32",
+        remat: str = "none",
+        rngs: nnx.Rngs,
+    ):
+        del remat  # a single layer: nothing to rematerialize
+        din = math.prod(input_shape)
+        self.head = dense(din, num_classes, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x: jnp.ndarray, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jnp.ndarray:
+        return self.head(x.reshape(x.shape[0], -1)).astype(jnp.float32)

@@ -1,0 +1,79 @@
+"""Model registry and the models of the foundation: shapes, parameter counts, dtypes, remat equivalence."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdl import models
+
+# MNIST-1D paper (Greydanus 2020, table 1): logistic 410, MLP 15k, CNN 5k, GRU 5k parameters; LeNet-5 ~61.7k.
+CASES = [
+    ("logistic", (40,), 410),
+    ("mlp", (40,), 15_210),
+    ("cnn1d", (40,), 5_210),
+    ("gru", (40,), 5_098),
+    ("lenet", (28, 28, 1), 61_706),
+]
+
+
+def _make(name, shape, **kw):
+    with nnx.use_eager_sharding(False):
+        return models.make(dict(name=name, **kw), input_shape=shape, num_classes=10, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("name,shape,n_params", CASES)
+def test_shapes_and_param_counts(name, shape, n_params):
+    model = _make(name, shape)
+    x = jax.random.normal(jax.random.key(1), (3, *shape))
+    logits = model(x)
+    assert logits.shape == (3, 10) and logits.dtype == jnp.float32
+    assert sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))) == n_params
+
+
+@pytest.mark.parametrize("name,shape,_", CASES)
+def test_bf16_compute_keeps_fp32_params(name, shape, _):
+    model = _make(name, shape, dtype="bfloat16")
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    x = jax.random.normal(jax.random.key(1), (3, *shape))
+    ref = _make(name, shape)(x)
+    out = model(x)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, ref, atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (40,)), ("cnn1d", (40,)), ("lenet", (28, 28, 1))])
+@pytest.mark.parametrize("policy", ["full", "dots"])
+def test_remat_gives_same_gradients(name, shape, policy):
+    x = jax.random.normal(jax.random.key(1), (4, *shape))
+
+    def grads(model):
+        return nnx.grad(lambda m: jnp.sum(m(x, train=True) ** 2))(model)
+
+    g_ref = jax.tree.leaves(jax.jit(grads)(_make(name, shape)))
+    g_remat = jax.tree.leaves(jax.jit(grads)(_make(name, shape, remat=policy)))
+    for a, b in zip(g_ref, g_remat, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_registry_errors_name_the_key():
+    with pytest.raises(ValueError, match="config.model.name='nope'"):
+        models.get_class("nope")
+    with pytest.raises(ValueError, match=r"config.model.widht is not an argument of model 'mlp'"):
+        models.check_kwargs("mlp", {"widht": 3})
+    with pytest.raises(ValueError, match="config.model.remat='sometimes'"):
+        _make("mlp", (40,), remat="sometimes")
+    with pytest.raises(ValueError, match="lenet expects"):
+        _make("lenet", (40,))
+
+
+def test_dropout_is_deterministic_per_key_and_off_in_eval():
+    model = _make("mlp", (40,), dropout=0.5)
+    x = jnp.ones((2, 40))
+    a = model(x, train=True, rngs=nnx.Rngs(dropout=3))
+    b = model(x, train=True, rngs=nnx.Rngs(dropout=3))
+    c = model(x, train=True, rngs=nnx.Rngs(dropout=4))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    np.testing.assert_array_equal(model(x), model(x))
