@@ -90,12 +90,12 @@ def _check_against(schema: Mapping, cfg: Mapping, prefix: str) -> None:
     for key, value in cfg.items():
         path = f"{prefix}{key}"
         if key not in schema:
-            raise ValueError(f"config key {path!r} is unknown; known keys under {prefix or 'config.'}: {sorted(schema)}")
+            raise ValueError(
+                f"config key {path!r} is unknown; known keys under {prefix or 'config.'}: {sorted(schema)}"
+            )
         default = schema[key]
-        if isinstance(default, Mapping) and not isinstance(default, ConfigDict | dict):
-            default = dict(default)
-        if isinstance(default, ConfigDict | dict) and path not in ("config.model", "config.sharding"):
-            if not isinstance(value, Mapping):
+        if isinstance(default, ConfigDict | Mapping) and path not in ("config.model", "config.sharding"):
+            if not isinstance(value, ConfigDict | Mapping):
                 raise TypeError(f"config key {path!r} must be a dict, got {type(value).__name__}")
             _check_against(default, value, path + ".")
         elif not _compatible(default, value):
@@ -131,4 +131,3 @@ def validate(config: ConfigDict) -> ConfigDict:
     optim.make_optimizer(config.optim, config.train.steps)
     config.lock()
     return config
-

@@ -9,20 +9,24 @@ import json
 import logging
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from jaxdl import config as config_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file, `path.py:arg`.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Where checkpoints, metrics.jsonl, TensorBoard events and config.json go.")
+flags.DEFINE_string(
+    "workdir", None, "Where checkpoints, metrics.jsonl, TensorBoard events and config.json go."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.getLogger().setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/tfds chatter
+    logging.getLogger("jaxdl").setLevel(logging.INFO)
     config = config_lib.validate(FLAGS.config)  # before jax compiles anything
 
     from jaxdl import train  # imported after validation so config errors come fast

@@ -12,14 +12,13 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
 
-from jaxdl import data, models, optim
 from jaxdl import config as config_lib
+from jaxdl import data, models, optim
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.metrics import MetricWriter, Progress, mean_over_steps, write_run_files
 from jaxdl.parallel import rules as rules_lib
@@ -43,7 +42,10 @@ def classification_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array | 
 
 def guard_names(params) -> list[str]:
     """Names of the tensors the NaN guard checks, in the order of its flags."""
-    paths = [jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+    paths = [
+        jax.tree_util.keystr(p, simple=True, separator="/")
+        for p, _ in jax.tree_util.tree_leaves_with_path(params)
+    ]
     return ["batch/input", "loss"] + [f"grad of {p}" for p in paths]
 
 
@@ -82,7 +84,12 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
 
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
-        metrics = {"loss": loss, "accuracy": acc, "grad_norm": optax.global_norm(grads), "lr": schedule(state["step"])}
+        metrics = {
+            "loss": loss,
+            "accuracy": acc,
+            "grad_norm": optax.global_norm(grads),
+            "lr": schedule(state["step"]),
+        }
         if guard:  # skip a non-finite update and report which tensor went bad first
             flags = jnp.stack(
                 [jnp.all(jnp.isfinite(batch["input"])), jnp.isfinite(loss)]
@@ -93,7 +100,9 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
             new_params, opt_state = pick(new_params, params), pick(opt_state, state["opt_state"])
             rest = pick(rest, state["rest"])
             metrics["first_nonfinite"] = jnp.where(ok, -1, jnp.argmin(flags))
-        new_state = dict(params=new_params, rest=rest, opt_state=opt_state, step=state["step"] + 1, rng=state["rng"])
+        new_state = dict(
+            params=new_params, rest=rest, opt_state=opt_state, step=state["step"] + 1, rng=state["rng"]
+        )
         return new_state, metrics
 
     return step_fn
@@ -116,7 +125,10 @@ def evaluate(eval_step, state, batches) -> dict[str, float]:
         out = eval_step(state["params"], state["rest"], batch)
         sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
-    return {"accuracy": float(sums["correct"] / sums["count"]), "loss": float(sums["loss_sum"] / sums["count"])}
+    return {
+        "accuracy": float(sums["correct"] / sums["count"]),
+        "loss": float(sums["loss_sum"] / sums["count"]),
+    }
 
 
 def check_finite(pending_flags: list[tuple[int, jax.Array]], names: list[str]) -> None:
@@ -175,7 +187,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
         )
         _, params, rest = nnx.split(model, nnx.Param, ...)
         rng = jax.random.key_data(jax.random.fold_in(root_key, 1))
-        return dict(params=params, rest=rest, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng)
+        return dict(
+            params=params, rest=rest, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng
+        )
 
     with nnx.use_eager_sharding(False):
         abstract_model = nnx.eval_shape(
@@ -212,11 +226,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     names = guard_names(state["params"])
 
     # ----------------------------------------------------------------------------------------- checkpoint
-    ckpt = Checkpointer(f"{workdir}/checkpoints", max_to_keep=config.train.keep_checkpoints,
-                        async_save=config.train.async_checkpoints)
+    ckpt = Checkpointer(
+        f"{workdir}/checkpoints",
+        max_to_keep=config.train.keep_checkpoints,
+        async_save=config.train.async_checkpoints,
+    )
     start = ckpt.latest_step()
     if start is not None:
-        target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_sharding)
+        target = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_sharding
+        )
         state, _ = ckpt.restore(target, start)
         log.info("resumed from step %d", start)
     start = start or 0

@@ -39,7 +39,9 @@ class Model(nnx.Module):
                     padding=((padding, padding),),
                     dtype=to_dtype(dtype),
                     param_dtype=to_dtype(param_dtype),
-                    kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "embed", "mlp")),
+                    kernel_init=nnx.with_partitioning(
+                        nnx.initializers.lecun_normal(), (None, "embed", "mlp")
+                    ),
                     rngs=rngs,
                 )
             )
@@ -47,7 +49,9 @@ class Model(nnx.Module):
             cin = channels
         if length < 1:
             raise ValueError(f"cnn1d: input length {input_shape[0]} is too short for kernels {kernel_sizes}")
-        self.head = dense(length * channels, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.head = dense(
+            length * channels, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs
+        )
         self.remat = remat
 
     def __call__(self, x: jnp.ndarray, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jnp.ndarray:

@@ -1,0 +1,162 @@
+"""Input pipeline: deterministic, resumable, host-sharded batches prefetched onto devices.
+
+The train stream is a pure function of (seed, step): epoch e = step // steps_per_epoch reads the examples in
+the order of a permutation seeded by (seed, e), so resuming at step s is `iterate(s)` and nothing else. Each
+process reads only its slice of every global batch and the global array is assembled with
+`jax.make_array_from_process_local_data`.
+"""
+
+import math
+import queue
+import threading
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+
+from jaxdl.data.registry import preprocess
+
+
+def _stack(examples: list[dict]) -> dict[str, np.ndarray]:
+    return {k: np.stack([np.asarray(e[k]) for e in examples]) for k in examples[0]}
+
+
+def _read(source, indices: np.ndarray) -> dict[str, np.ndarray]:
+    idx = [int(i) for i in indices]
+    rows = source.__getitems__(idx) if hasattr(source, "__getitems__") else [source[i] for i in idx]
+    return _stack(rows)
+
+
+def _num_batch_shards(sharding: NamedSharding | None) -> int:
+    if sharding is None or not sharding.spec or sharding.spec[0] is None:
+        return 1
+    axes = sharding.spec[0] if isinstance(sharding.spec[0], tuple) else (sharding.spec[0],)
+    return math.prod(sharding.mesh.shape[a] for a in axes)
+
+
+def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+    return (
+        jax.process_index() if process_index is None else process_index,
+        jax.process_count() if process_count is None else process_count,
+    )
+
+
+def _check_batch(batch_size: int, process_count: int, sharding: NamedSharding | None, what: str) -> None:
+    if batch_size % process_count:
+        raise ValueError(f"{what}={batch_size} is not divisible by the {process_count} processes")
+    shards = _num_batch_shards(sharding)
+    if batch_size % shards:
+        raise ValueError(f"{what}={batch_size} is not divisible by the {shards} batch shards of the mesh")
+
+
+def _to_device(batch: dict[str, np.ndarray], sharding: NamedSharding | None, global_rows: int) -> dict:
+    if sharding is None:
+        return jax.device_put(batch)
+    return {
+        k: jax.make_array_from_process_local_data(sharding, v, (global_rows, *v.shape[1:]))
+        for k, v in batch.items()
+    }
+
+
+class TrainLoader:
+    """Batches of `dataset` for steps 0, 1, 2, ...; `global_batch_size` rows per step over all processes."""
+
+    def __init__(
+        self,
+        source,
+        *,
+        dataset: str,
+        global_batch_size: int,
+        seed: int,
+        sharding: NamedSharding | None = None,
+        process_index: int | None = None,
+        process_count: int | None = None,
+        prefetch: int = 2,
+    ):
+        self.source, self.dataset, self.seed = source, dataset, seed
+        self.batch_size, self.sharding, self.prefetch = global_batch_size, sharding, max(prefetch, 1)
+        self.process_index, self.process_count = _process(process_index, process_count)
+        _check_batch(global_batch_size, self.process_count, sharding, "config.data.batch_size")
+        if global_batch_size > len(source):
+            raise ValueError(f"config.data.batch_size={global_batch_size} exceeds the {len(source)} examples")
+        self.steps_per_epoch = len(source) // global_batch_size
+        self._perms: dict[int, np.ndarray] = {}
+        self._threads: list[tuple[threading.Thread, threading.Event]] = []
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The example order of `epoch`, seeded by (seed, epoch)."""
+        if epoch not in self._perms:
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch])))
+            self._perms = {epoch: rng.permutation(len(self.source))}  # keep one epoch: memory stays flat
+        return self._perms[epoch]
+
+    def global_indices(self, step: int) -> np.ndarray:
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        return self.permutation(epoch)[offset * self.batch_size : (offset + 1) * self.batch_size]
+
+    def host_batch(self, step: int) -> dict[str, np.ndarray]:
+        """This process's preprocessed slice of the global batch of `step`: a pure function of (seed, step)."""
+        per = self.batch_size // self.process_count
+        rows = self.global_indices(step)[self.process_index * per : (self.process_index + 1) * per]
+        return preprocess(self.dataset, _read(self.source, rows))
+
+    def iterate(self, start_step: int) -> Iterator[dict[str, jax.Array]]:
+        """Device batches for steps start_step, start_step + 1, ... (a background thread prefetches)."""
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def produce():
+            step = start_step
+            try:
+                while not stop.is_set():
+                    item = _to_device(self.host_batch(step), self.sharding, self.batch_size)
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    step += 1
+            except BaseException as e:  # re-raised in the consumer
+                q.put(e)
+
+        thread = threading.Thread(target=produce, daemon=True, name=f"TrainLoader-{self.dataset}")
+        thread.start()
+        self._threads.append((thread, stop))
+
+        def consume():
+            while True:
+                item = q.get()
+                if isinstance(item, BaseException):
+                    raise RuntimeError(f"input pipeline for {self.dataset!r} failed") from item
+                yield item
+
+        return consume()
+
+    def close(self) -> None:
+        for thread, stop in self._threads:
+            stop.set()
+            thread.join(timeout=5)
+        self._threads = []
+
+
+def eval_batches(
+    source,
+    *,
+    dataset: str,
+    batch_size: int,
+    sharding: NamedSharding | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict[str, jax.Array]]:
+    """Every example once, in source order; each batch has "mask" (float32 [batch], 0 on padding rows)."""
+    pi, pc = _process(process_index, process_count)
+    _check_batch(batch_size, pc, sharding, "config.data.eval_batch_size")
+    n, per = len(source), batch_size // pc
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, start + batch_size)[pi * per : (pi + 1) * per]
+        mask = (idx < n).astype(np.float32)
+        batch = preprocess(dataset, _read(source, np.where(idx < n, idx, 0)))
+        batch["mask"] = mask
+        yield _to_device(batch, sharding, batch_size)

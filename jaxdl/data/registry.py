@@ -1,0 +1,79 @@
+"""Dataset registry: name -> (TFDS builder class, builder config, preprocess). One line per dataset.
+
+`load` builds the array_record files once (offline, download=False semantics; a file lock makes concurrent
+processes wait for one builder) and returns a random-access source read with `as_data_source`.
+"""
+
+import fcntl
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jaxdl.data import fashion_mnist, mnist1d
+
+# name: (builder class, builder config or None, preprocess)
+DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
+    "mnist1d": (mnist1d.Mnist1d, "default", mnist1d.preprocess),
+    "mnist1d_shuffled": (mnist1d.Mnist1d, "shuffled", mnist1d.preprocess),
+    "fashion_mnist": (fashion_mnist.FashionMnist, None, fashion_mnist.preprocess),
+}
+
+
+def default_data_dir() -> str:
+    return os.environ.get("JAXDL_DATA_DIR") or os.path.expanduser("~/.cache/jaxdl/tensorflow_datasets")
+
+
+def _entry(name: str):
+    if name not in DATASETS:
+        raise ValueError(
+            f"dataset {name!r} is unknown (config.data.name); known: {', '.join(sorted(DATASETS))}"
+        )
+    return DATASETS[name]
+
+
+def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """The prepared builder for `name`; builds the array_record files on first use."""
+    cls, config, _ = _entry(name)
+    data_dir = data_dir or default_data_dir()
+    kwargs = {"config": config} if config else {}
+    b = cls(data_dir=data_dir, file_format="array_record", **kwargs)
+    if not b.is_prepared():
+        os.makedirs(data_dir, exist_ok=True)
+        with open(os.path.join(data_dir, f".{name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait, then reuse
+            b = cls(data_dir=data_dir, file_format="array_record", **kwargs)
+            if not b.is_prepared():
+                b.download_and_prepare(
+                    download_config=tfds.download.DownloadConfig(
+                        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+                    )
+                )
+    return b
+
+
+def load(name: str, split: str, data_dir: str | None = None):
+    """A random-access source of raw examples: `len(src)`, `src[i]`, `src.__getitems__(indices)`."""
+    b = builder(name, data_dir)
+    if split not in b.info.splits:
+        raise ValueError(f"dataset {name!r} has no split {split!r}; splits: {sorted(b.info.splits)}")
+    return b.as_data_source(split=split)
+
+
+def preprocess(name: str, examples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stacked raw examples -> {"input": float32 [batch, ...], "label": int32 [batch]}."""
+    return _entry(name)[2](examples)
+
+
+def info(name: str, data_dir: str | None = None) -> dict[str, Any]:
+    """num_classes, input_shape (of the preprocessed "input", without batch) and split sizes."""
+    b = builder(name, data_dir)
+    features = b.info.features
+    x_key, y_key = b.info.supervised_keys
+    return {
+        "num_classes": features[y_key].num_classes,
+        "input_shape": tuple(features[x_key].shape),
+        "splits": {s: b.info.splits[s].num_examples for s in b.info.splits},
+    }

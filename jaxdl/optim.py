@@ -1,0 +1,142 @@
+"""Optimizers, schedules, clipping and weight-decay masks from `config.optim`, all built from optax.
+
+Gradient accumulation is not here: the trainer's step scans over microbatches inside one jit.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from ml_collections import ConfigDict
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop", "adafactor", "lion")
+SCHEDULES = ("constant", "warmup_cosine", "step", "multistep", "linear")
+# Optimizers whose optax constructor applies decoupled weight decay itself (AdamW-style, scaled by lr).
+DECOUPLED = ("adamw", "lion", "adafactor")
+NO_DECAY_NAMES = ("bias", "scale", "embedding_norm")
+
+
+def defaults() -> ConfigDict:
+    """The schema of `config.optim` with its defaults."""
+    return ConfigDict(
+        dict(
+            name="adam",
+            lr=1e-3,  # peak learning rate
+            schedule="constant",
+            warmup_steps=0,  # linear warmup from 0, before any schedule
+            end_lr_factor=0.0,  # warmup_cosine / linear: final lr = lr * end_lr_factor
+            step_size=0,  # step: multiply by decay_factor every step_size steps
+            boundaries=(0,),  # multistep: multiply by decay_factor at each of these steps (0 entries ignored)
+            decay_factor=0.1,
+            momentum=0.9,  # momentum / nesterov / rmsprop
+            b1=0.9,  # adam / adamw / lion / adafactor (adafactor: momentum if > 0 ... see make_optimizer)
+            b2=0.999,  # adam / adamw; lion uses 0.99 when this is left at 0.999
+            eps=1e-8,
+            weight_decay=0.0,  # decoupled for adamw/lion/adafactor, L2 added to the gradient otherwise
+            wd_mask="no_norm_bias",  # or "all"
+            clip_norm=0.0,  # global-norm clipping before the optimizer; 0 = off
+        )
+    )
+
+
+def _fail(key: str, msg: str):
+    raise ValueError(f"config.optim.{key}: {msg}")
+
+
+def make_schedule(cfg: ConfigDict, total_steps: int) -> optax.Schedule:
+    """The learning-rate schedule: optional linear warmup, then constant/cosine/step/multistep/linear."""
+    lr, warmup = cfg.lr, cfg.warmup_steps
+    if lr <= 0:
+        _fail("lr", f"must be > 0, got {lr}")
+    if not 0 <= warmup <= total_steps:
+        _fail("warmup_steps", f"must be in [0, train.steps={total_steps}], got {warmup}")
+    rest = max(total_steps - warmup, 1)
+    name = cfg.schedule
+    if name == "constant":
+        main = optax.constant_schedule(lr)
+    elif name == "warmup_cosine":
+        main = optax.cosine_decay_schedule(lr, rest, alpha=cfg.end_lr_factor)
+    elif name == "linear":
+        main = optax.linear_schedule(lr, lr * cfg.end_lr_factor, rest)
+    elif name == "step":
+        if cfg.step_size <= 0:
+            _fail("step_size", f"must be > 0 for schedule='step', got {cfg.step_size}")
+        main = optax.exponential_decay(lr, cfg.step_size, cfg.decay_factor, staircase=True)
+    elif name == "multistep":
+        bounds = [b for b in cfg.boundaries if b > 0]
+        if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
+            _fail(
+                "boundaries",
+                f"must be increasing positive steps for schedule='multistep', got {cfg.boundaries}",
+            )
+        main = optax.piecewise_constant_schedule(lr, {b - warmup: cfg.decay_factor for b in bounds})
+    else:
+        _fail("schedule", f"{name!r} is not one of {SCHEDULES}")
+    if warmup == 0:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def _path_names(path) -> list[str]:
+    names = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                names.append(str(getattr(k, attr)))
+                break
+    return names
+
+
+def decay_mask(params):
+    """True where weight decay applies: arrays with ndim >= 2 outside norm layers, not biases or scales."""
+
+    def keep(path, x):
+        names = [n.lower() for n in _path_names(path)]
+        if jnp.ndim(x) < 2 or any(n in NO_DECAY_NAMES for n in names):
+            return False
+        return not any("norm" in n for n in names)
+
+    return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def make_optimizer(cfg: ConfigDict, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """(optimizer, schedule) for `config.optim`; errors name the bad key."""
+    for key in defaults():
+        if key not in cfg:
+            _fail(key, "is missing (build the config on jaxdl.config.base())")
+    schedule = make_schedule(cfg, total_steps)
+    if cfg.weight_decay < 0:
+        _fail("weight_decay", f"must be >= 0, got {cfg.weight_decay}")
+    if cfg.wd_mask not in ("no_norm_bias", "all"):
+        _fail("wd_mask", f"{cfg.wd_mask!r} is not 'no_norm_bias' or 'all'")
+    if cfg.clip_norm < 0:
+        _fail("clip_norm", f"must be >= 0, got {cfg.clip_norm}")
+    mask: Callable | None = decay_mask if cfg.wd_mask == "no_norm_bias" else None
+    wd = cfg.weight_decay
+    name = cfg.name
+    if name == "sgd":
+        opt = optax.sgd(schedule)
+    elif name in ("momentum", "nesterov"):
+        opt = optax.sgd(schedule, momentum=cfg.momentum, nesterov=name == "nesterov")
+    elif name == "adam":
+        opt = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    elif name == "adamw":
+        opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd, mask=mask)
+    elif name == "adagrad":
+        opt = optax.adagrad(schedule, eps=cfg.eps)
+    elif name == "rmsprop":
+        opt = optax.rmsprop(schedule, eps=cfg.eps, momentum=cfg.momentum or None)
+    elif name == "adafactor":
+        opt = optax.adafactor(schedule, weight_decay_rate=wd or None, weight_decay_mask=mask)
+    elif name == "lion":
+        b2 = 0.99 if cfg.b2 == 0.999 else cfg.b2
+        opt = optax.lion(schedule, b1=cfg.b1, b2=b2, weight_decay=wd, mask=mask)
+    else:
+        _fail("name", f"{name!r} is not one of {OPTIMIZERS}")
+    chain = []
+    if cfg.clip_norm > 0:
+        chain.append(optax.clip_by_global_norm(cfg.clip_norm))
+    if wd > 0 and name not in DECOUPLED:
+        chain.append(optax.add_decayed_weights(wd, mask=mask))  # L2: added to the gradient before scaling
+    return optax.chain(*chain, opt), schedule
