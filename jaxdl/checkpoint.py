@@ -66,9 +66,7 @@ class Checkpointer:
         try:
             restored = self._manager.restore(
                 step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-                ),
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
             )
             state = restored["state"]
             _check_like(state, abstract_state)
@@ -97,9 +95,7 @@ def _check_like(state: Any, abstract_state: Any) -> None:
     got, want = jax.tree_util.tree_structure(state), jax.tree_util.tree_structure(abstract_state)
     if got != want:
         raise CheckpointError(f"restored tree structure differs from the requested one:\n{got}\nvs\n{want}")
-    for (path, x), y in zip(
-        jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(abstract_state), strict=True
-    ):
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(abstract_state), strict=True):
         if x.shape != y.shape or x.dtype != y.dtype:
             raise CheckpointError(
                 f"{jax.tree_util.keystr(path)}: restored {x.dtype}{list(x.shape)}, expected {y.dtype}{list(y.shape)}"

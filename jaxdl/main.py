@@ -16,9 +16,7 @@ from jaxdl import config as config_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file, `path.py:arg`.", lock_config=True)
-flags.DEFINE_string(
-    "workdir", None, "Where checkpoints, metrics.jsonl, TensorBoard events and config.json go."
-)
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics.jsonl, TensorBoard events and config.json go.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -70,17 +70,9 @@ def read_metrics(workdir: str) -> list[dict]:
 def _git_commit() -> str:
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out = subprocess.run(
-            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        dirty = subprocess.run(
-            ["git", "-C", root, "status", "--porcelain"], capture_output=True, text=True, timeout=5
-        )
-        return (
-            out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-            if out.returncode == 0
-            else "unknown"
-        )
+        out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -43,8 +43,7 @@ def classification_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array | 
 def guard_names(params) -> list[str]:
     """Names of the tensors the NaN guard checks, in the order of its flags."""
     paths = [
-        jax.tree_util.keystr(p, simple=True, separator="/")
-        for p, _ in jax.tree_util.tree_leaves_with_path(params)
+        jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in jax.tree_util.tree_leaves_with_path(params)
     ]
     return ["batch/input", "loss"] + [f"grad of {p}" for p in paths]
 
@@ -100,9 +99,7 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
             new_params, opt_state = pick(new_params, params), pick(opt_state, state["opt_state"])
             rest = pick(rest, state["rest"])
             metrics["first_nonfinite"] = jnp.where(ok, -1, jnp.argmin(flags))
-        new_state = dict(
-            params=new_params, rest=rest, opt_state=opt_state, step=state["step"] + 1, rng=state["rng"]
-        )
+        new_state = dict(params=new_params, rest=rest, opt_state=opt_state, step=state["step"] + 1, rng=state["rng"])
         return new_state, metrics
 
     return step_fn
@@ -187,9 +184,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
         )
         _, params, rest = nnx.split(model, nnx.Param, ...)
         rng = jax.random.key_data(jax.random.fold_in(root_key, 1))
-        return dict(
-            params=params, rest=rest, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng
-        )
+        return dict(params=params, rest=rest, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng)
 
     with nnx.use_eager_sharding(False):
         abstract_model = nnx.eval_shape(
@@ -233,9 +228,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     )
     start = ckpt.latest_step()
     if start is not None:
-        target = jax.tree.map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_sharding
-        )
+        target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_sharding)
         state, _ = ckpt.restore(target, start)
         log.info("resumed from step %d", start)
     start = start or 0

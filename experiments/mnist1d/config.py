@@ -19,9 +19,7 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
     model = [t for t in tokens if t in MODELS]
     unknown = [t for t in tokens if t not in MODELS and t != "shuffled"]
     if unknown or len(model) != 1:
-        raise ValueError(
-            f"config arg {arg!r}: expected <model>[,shuffled][,smoke] with model in {sorted(MODELS)}"
-        )
+        raise ValueError(f"config arg {arg!r}: expected <model>[,shuffled][,smoke] with model in {sorted(MODELS)}")
     c = config_lib.base()
     c.seed = 0
     c.data.name = "mnist1d_shuffled" if "shuffled" in tokens else "mnist1d"

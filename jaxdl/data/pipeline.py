@@ -54,8 +54,7 @@ def _to_device(batch: dict[str, np.ndarray], sharding: NamedSharding | None, glo
     if sharding is None:
         return jax.device_put(batch)
     return {
-        k: jax.make_array_from_process_local_data(sharding, v, (global_rows, *v.shape[1:]))
-        for k, v in batch.items()
+        k: jax.make_array_from_process_local_data(sharding, v, (global_rows, *v.shape[1:])) for k, v in batch.items()
     }
 
 

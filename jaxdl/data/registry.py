@@ -28,9 +28,7 @@ def default_data_dir() -> str:
 
 def _entry(name: str):
     if name not in DATASETS:
-        raise ValueError(
-            f"dataset {name!r} is unknown (config.data.name); known: {', '.join(sorted(DATASETS))}"
-        )
+        raise ValueError(f"dataset {name!r} is unknown (config.data.name); known: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]
 
 

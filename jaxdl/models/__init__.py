@@ -35,17 +35,13 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     accepted = [p for p in params if p not in ("self", *_PROVIDED)]
     for key in kwargs:
         if key not in accepted:
-            raise ValueError(
-                f"config.model.{key} is not an argument of model {name!r}; it accepts: {accepted}"
-            )
+            raise ValueError(f"config.model.{key} is not an argument of model {name!r}; it accepts: {accepted}")
     for p in accepted:
         if params[p].default is inspect.Parameter.empty and p not in kwargs:
             raise ValueError(f"config.model.{p} is required by model {name!r}")
 
 
-def make(
-    config: Mapping[str, Any], *, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs
-) -> nnx.Module:
+def make(config: Mapping[str, Any], *, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
     """Builds `config.name` with the other keys of `config` as keyword arguments."""
     kwargs = {k: v for k, v in dict(config).items() if k != "name"}
     check_kwargs(config["name"], kwargs)

@@ -12,9 +12,7 @@ def to_dtype(name: str):
     return DTYPES[name]
 
 
-def dense(
-    din: int, dout: int, axes: tuple[str, str], *, dtype: str, param_dtype: str, rngs: nnx.Rngs
-) -> nnx.Linear:
+def dense(din: int, dout: int, axes: tuple[str, str], *, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.Linear:
     """nnx.Linear whose kernel carries logical axis names `axes`."""
     return nnx.Linear(
         din,

@@ -39,9 +39,7 @@ class Model(nnx.Module):
                     padding=((padding, padding),),
                     dtype=to_dtype(dtype),
                     param_dtype=to_dtype(param_dtype),
-                    kernel_init=nnx.with_partitioning(
-                        nnx.initializers.lecun_normal(), (None, "embed", "mlp")
-                    ),
+                    kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "embed", "mlp")),
                     rngs=rngs,
                 )
             )

@@ -30,9 +30,7 @@ class Model(nnx.Module):
         else:
             self.rnn = nnx.RNN(cell())
         width = hidden * (2 if bidirectional else 1)
-        self.head = dense(
-            time * width, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs
-        )
+        self.head = dense(time * width, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: jnp.ndarray, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jnp.ndarray:
         h = self.rnn(x[..., None] if x.ndim == 2 else x)  # [batch, time, width]

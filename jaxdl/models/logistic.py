@@ -23,9 +23,7 @@ class Model(nnx.Module):
     ):
         del remat  # a single layer: nothing to rematerialize
         din = math.prod(input_shape)
-        self.head = dense(
-            din, num_classes, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs
-        )
+        self.head = dense(din, num_classes, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: jnp.ndarray, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jnp.ndarray:
         return self.head(x.reshape(x.shape[0], -1)).astype(jnp.float32)

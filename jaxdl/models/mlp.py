@@ -35,9 +35,7 @@ class Model(nnx.Module):
     ):
         sizes = (math.prod(input_shape), *hidden)
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.blocks = nnx.List(
-            [Block(a, b, dropout, **kw) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-        )
+        self.blocks = nnx.List([Block(a, b, dropout, **kw) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
         self.head = dense(sizes[-1], num_classes, ("mlp", "vocab"), **kw)
         self.remat = remat
 

@@ -27,9 +27,7 @@ def _mesh_axes(name, rules: Rules, mesh: Mesh):
             axes = (axes,) if isinstance(axes, str) else tuple(axes)
             for a in axes:
                 if a not in mesh.axis_names:
-                    raise ValueError(
-                        f"sharding rule {logical!r} -> {a!r}: {a!r} is not a mesh axis {mesh.axis_names}"
-                    )
+                    raise ValueError(f"sharding rule {logical!r} -> {a!r}: {a!r} is not a mesh axis {mesh.axis_names}")
             return axes[0] if len(axes) == 1 else axes
     return None  # no rule: replicated along that dimension
 
