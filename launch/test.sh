@@ -5,4 +5,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/launch/setup.sh"
 cd "$ROOT"
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=8"
+ruff check jaxdl kernels experiments tests
+ruff format --check -q jaxdl kernels experiments tests
 exec python -m pytest -q "$@"
