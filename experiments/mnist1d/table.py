@@ -66,7 +66,9 @@ def main(_):
                 total += secs
             cells.append(f"{np.mean(accs):.1f} ± {np.std(accs):.1f} | {PAPER[model][i]}")
         rows.append(f"| {model} | " + " | ".join(cells) + " |")
-    print(f"\nTest accuracy (%), mean ± std over seeds {seeds} (n={len(seeds)}); total train time {total / 60:.1f} min\n")
+    print(
+        f"\nTest accuracy (%), mean ± std over seeds {seeds} (n={len(seeds)}); total train time {total / 60:.1f} min\n"
+    )
     print("| model | ours, default | paper | ours, shuffled | paper |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
