@@ -5,9 +5,12 @@ maps them to mesh axes with the rules of `config.sharding.rules`, a sequence of 
 where mesh_axes is a mesh axis name, a tuple of them, or None (replicated). The first rule for a name wins.
 """
 
+import contextlib
+import threading
 from collections.abc import Sequence
 
 import jax
+import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -50,4 +53,50 @@ def tree_shardings(tree, mesh: Mesh, rules: Rules):
         lambda s: NamedSharding(mesh, logical_to_mesh(s, rules, mesh)),
         specs,
         is_leaf=lambda x: isinstance(x, PartitionSpec),
+    )
+
+
+# ------------------------------------------------------------------------------------------- activations
+_active = threading.local()
+
+
+@contextlib.contextmanager
+def activation_rules(mesh: Mesh, rules: Rules):
+    """Within this context (the trainer enters it while tracing its steps), `constrain` pins activations."""
+    previous = getattr(_active, "value", None)
+    _active.value = (mesh, tuple(rules))
+    try:
+        yield
+    finally:
+        _active.value = previous
+
+
+def active() -> tuple[Mesh, tuple] | None:
+    """(mesh, rules) of the enclosing `activation_rules` context, or None outside one (e.g. eager use)."""
+    return getattr(_active, "value", None)
+
+
+def mesh_axis_size(logical: str) -> int:
+    """How many devices the logical axis `logical` is split over in the active context (1 outside one)."""
+    ctx = active()
+    if ctx is None:
+        return 1
+    mesh, rules = ctx
+    axes = _mesh_axes(logical, rules, mesh)
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+    return int(np.prod([mesh.shape[a] for a in axes], dtype=int))
+
+
+def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
+    """`with_sharding_constraint` by logical names, e.g. ("batch", "length", "embed"); a no-op outside a trainer.
+
+    Models call this so they never name mesh axes themselves."""
+    active = getattr(_active, "value", None)
+    if active is None:
+        return x
+    if len(logical_axes) != x.ndim:
+        raise ValueError(f"constrain: {len(logical_axes)} logical axes {tuple(logical_axes)} for a rank-{x.ndim} array")
+    mesh, rules = active
+    return jax.lax.with_sharding_constraint(
+        x, NamedSharding(mesh, logical_to_mesh(PartitionSpec(*logical_axes), rules, mesh))
     )

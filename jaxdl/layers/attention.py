@@ -1,0 +1,39 @@
+"""Multi-head self-attention with logical axes (heads shard under TP); the attention op itself is
+`jax.nn.dot_product_attention` (XLA) until the fused kernels of `kernels/attention` take over."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdl.models._common import to_dtype
+from jaxdl.parallel.rules import constrain
+
+
+class SelfAttention(nnx.Module):
+    """[batch, length, embed] -> [batch, length, embed]; q/k/v kernels [embed, heads, head_dim]."""
+
+    def __init__(self, dim: int, heads: int, *, causal: bool = False, dtype: str, param_dtype: str, rngs: nnx.Rngs):
+        if dim % heads:
+            raise ValueError(f"attention: embed dim {dim} is not divisible by heads={heads}")
+        self.heads, self.head_dim, self.causal = heads, dim // heads, causal
+        self.dtype = to_dtype(dtype)
+        init = nnx.initializers.lecun_normal(in_axis=0, out_axis=(1, 2))
+        pdt = to_dtype(param_dtype)
+        shape = (dim, heads, self.head_dim)
+        qkv_init = nnx.with_partitioning(init, ("embed", "heads", "kv"))
+        self.wq = nnx.Param(qkv_init(rngs.params(), shape, pdt))
+        self.wk = nnx.Param(qkv_init(rngs.params(), shape, pdt))
+        self.wv = nnx.Param(qkv_init(rngs.params(), shape, pdt))
+        out_init = nnx.with_partitioning(
+            nnx.initializers.lecun_normal(in_axis=(0, 1), out_axis=2), ("heads", "kv", "embed")
+        )
+        self.wo = nnx.Param(out_init(rngs.params(), (heads, self.head_dim, dim), pdt))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(self.dtype)
+        proj = lambda w: constrain(
+            jnp.einsum("bld,dhk->blhk", x, w[...].astype(self.dtype)), ("batch", "length", "heads", "kv")
+        )
+        q, k, v = proj(self.wq), proj(self.wk), proj(self.wv)
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=self.causal, implementation="xla")
+        return jnp.einsum("blhk,hkd->bld", out, self.wo[...].astype(self.dtype))

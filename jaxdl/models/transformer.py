@@ -1,0 +1,80 @@
+"""Transformer encoder classifier with scanned layers: the block family the parallelism strategies exercise.
+
+[batch, length] or [batch, length, features] -> per-position linear embedding + learned positions -> `depth`
+pre-norm blocks (self-attention + MLP), stacked on a leading `layers` axis and run with `nnx.scan` so compile
+time does not grow with depth -> mean over positions -> logits [batch, num_classes] (float32).
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdl.layers.attention import SelfAttention
+from jaxdl.layers.mlp import Mlp
+from jaxdl.layers.remat import remat as remat_fn
+from jaxdl.models._common import dense, to_dtype
+from jaxdl.parallel.rules import constrain
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)); [batch, length, embed]."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, *, dtype: str, param_dtype: str, rngs):
+        norm = lambda: nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype),
+                                     scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
+                                     bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)), rngs=rngs)  # fmt: skip
+        self.norm1, self.norm2 = norm(), norm()
+        self.attn = SelfAttention(dim, heads, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.mlp = Mlp(dim, mlp_dim, dropout=dropout, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
+        x = x + self.attn(self.norm1(x))
+        x = x + self.mlp(self.norm2(x), train=train, rngs=rngs)
+        return constrain(x, ("batch", "length", "embed"))
+
+
+class Model(nnx.Module):
+    """[batch, length(, features)] -> logits [batch, num_classes] (float32)."""
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        depth: int = 2,
+        dim: int = 64,
+        heads: int = 4,
+        mlp_dim: int = 128,
+        dropout: float = 0.0,
+        dtype: str = "float32",
+        param_dtype: str = "float32",
+        remat: str = "none",
+        rngs: nnx.Rngs,
+    ):
+        length, feat = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
+        kw = dict(dtype=dtype, param_dtype=param_dtype)
+        self.embed = dense(feat, dim, (None, "embed"), rngs=rngs, **kw)
+        pos_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("length", "embed"))
+        self.pos = nnx.Param(pos_init(rngs.params(), (length, dim), to_dtype(param_dtype)))
+
+        @nnx.split_rngs(splits=depth)
+        @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=depth, transform_metadata={nnx.PARTITION_NAME: "layers"})
+        def make_blocks(rngs):
+            return Block(dim, heads, mlp_dim, dropout, rngs=rngs, **kw)
+
+        self.blocks = make_blocks(rngs)
+        self.norm = nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
+        self.head = dense(dim, num_classes, ("embed", "vocab"), rngs=rngs, **kw)
+        self.depth, self.remat = depth, remat
+
+    def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+        h = x[..., None] if x.ndim == 2 else x
+        h = constrain(self.embed(h) + self.pos[...].astype(self.embed.dtype or h.dtype), ("batch", "length", "embed"))
+        block_fn = remat_fn(lambda block, h: block(h, train, rngs), self.remat)
+
+        @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry, transform_metadata={nnx.PARTITION_NAME: "layers"})
+        def run(h, block):
+            return block_fn(block, h)
+
+        h = run(h, self.blocks)
+        return self.head(jnp.mean(self.norm(h), axis=1)).astype(jnp.float32)
