@@ -13,8 +13,8 @@ from ml_collections import ConfigDict
 
 from jaxdl import models, optim
 from jaxdl.layers.remat import check_policy
+from jaxdl.parallel import rules as rules_lib
 from jaxdl.parallel.mesh import AXES
-from jaxdl.parallel.rules import DEFAULT_RULES
 
 REQUIRED = ("data.name", "model.name")
 
@@ -23,8 +23,14 @@ def base() -> ConfigDict:
     """The schema with defaults. `model` is free-form past `name` (checked against the model's arguments)."""
     c = ConfigDict()
     c.seed = 0
-    c.mesh = ConfigDict({a: (-1 if a == "data" else 1) for a in AXES})
-    c.sharding = ConfigDict(dict(rules=DEFAULT_RULES))
+    c.mesh = ConfigDict({a: (-1 if a == "data" else 1) for a in AXES})  # within a slice/host (ICI)
+    c.mesh_dcn = ConfigDict({a: 1 for a in AXES})  # across slices/hosts (DCN); all 1 = a flat mesh
+    c.sharding = ConfigDict()
+    c.sharding.strategy = "dp"  # "+"-joined components of jaxdl.parallel.rules.COMPONENTS, e.g. "fsdp+tp"
+    c.sharding.rules = ()  # extra (logical, mesh_axes) rules, placed before the strategy's
+    c.sharding.pipeline_microbatches = 0  # 0 = as many as pipeline stages
+    c.sharding.pipeline_schedule = "gpipe"  # or "circular"
+    c.sharding.pipeline_repeats = 1  # circular: times each microbatch loops over the stages
 
     c.data = ConfigDict()
     c.data.name = ""  # required: a jaxdl.data registry name
@@ -94,7 +100,7 @@ def _check_against(schema: Mapping, cfg: Mapping, prefix: str) -> None:
                 f"config key {path!r} is unknown; known keys under {prefix or 'config.'}: {sorted(schema)}"
             )
         default = schema[key]
-        if isinstance(default, ConfigDict | Mapping) and path not in ("config.model", "config.sharding"):
+        if isinstance(default, ConfigDict | Mapping) and path != "config.model":
             if not isinstance(value, ConfigDict | Mapping):
                 raise TypeError(f"config key {path!r} must be a dict, got {type(value).__name__}")
             _check_against(default, value, path + ".")
@@ -129,5 +135,10 @@ def validate(config: ConfigDict) -> ConfigDict:
             f"config.train.grad_accum={config.train.grad_accum}"
         )
     optim.make_optimizer(config.optim, config.train.steps)
+    rules_lib.resolve(config.sharding.strategy, config.sharding.rules)
+    if config.sharding.pipeline_schedule not in ("gpipe", "circular"):
+        raise ValueError(
+            f"config.sharding.pipeline_schedule={config.sharding.pipeline_schedule!r}: use 'gpipe' or 'circular'"
+        )
     config.lock()
     return config

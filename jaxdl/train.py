@@ -48,6 +48,28 @@ def guard_names(params) -> list[str]:
     return ["batch/input", "loss"] + [f"grad of {p}" for p in paths]
 
 
+def sharding_context(config: ConfigDict, mesh, rules):
+    """The activation-rules context the steps are traced in (`rules.constrain` and layer options work inside)."""
+    s = config.sharding
+    return rules_lib.activation_rules(
+        mesh,
+        rules,
+        pipeline_microbatches=s.pipeline_microbatches,
+        pipeline_schedule=s.pipeline_schedule,
+        pipeline_repeats=s.pipeline_repeats,
+    )
+
+
+def traced_in(context, fn):
+    """`fn` whose body runs inside `context()` (entered while jit traces it)."""
+
+    def wrapped(*args):
+        with context():
+            return fn(*args)
+
+    return wrapped
+
+
 def make_train_step(graphdef, tx, schedule, config: ConfigDict):
     """The pure train step: (state, batch) -> (state, metrics), with gradient accumulation and the NaN guard."""
     accum, guard = config.train.grad_accum, config.train.nan_guard
@@ -141,18 +163,21 @@ def check_finite(pending_flags: list[tuple[int, jax.Array]], names: list[str]) -
             )
 
 
-def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final eval metrics."""
+def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dict[str, float]:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final eval metrics.
+
+    `devices` (default: all) is what the mesh is built on; tests use it to compare 1-device and N-device runs."""
     config = config_lib.validate(config)
     is_main = jax.process_index() == 0
     total = config.train.steps
 
     # ----------------------------------------------------------------------------------------------- mesh
-    mesh = make_mesh(config.mesh)
-    rules = tuple((r[0], r[1]) for r in config.sharding.rules)
+    mesh = make_mesh(config.mesh, devices, config.mesh_dcn)
+    rules = rules_lib.resolve(config.sharding.strategy, config.sharding.rules)
+    context = lambda: sharding_context(config, mesh, rules)
     batch_sharding = rules_lib.batch_sharding(mesh, rules)
     replicated = NamedSharding(mesh, PartitionSpec())
-    log.info("mesh %s on %d devices", dict(mesh.shape), mesh.size)
+    log.info("mesh %s on %d devices, strategy %s", dict(mesh.shape), mesh.size, config.sharding.strategy)
 
     # ----------------------------------------------------------------------------------------------- data
     data_dir = config.data.data_dir or None
@@ -200,6 +225,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
 
     # ----------------------------------------------------------------------------------------------- shard
     state_sharding = rules_lib.tree_shardings(abstract_state, mesh, rules)
+    rules_lib.check_divisible(abstract_state["params"], state_sharding["params"], "params")
+    rules_lib.check_divisible(abstract_state, state_sharding, "state")
     with nnx.use_eager_sharding(False):
         state = jax.jit(init_state, out_shardings=state_sharding)()
     n_params = sum(x.size for x in jax.tree.leaves(state["params"]))
@@ -207,14 +234,14 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
 
     # ----------------------------------------------------------------------------------------------- step
     train_step = jax.jit(
-        make_train_step(graphdef, tx, schedule, config),
+        traced_in(context, make_train_step(graphdef, tx, schedule, config)),
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
     )
     param_sharding, rest_sharding = state_sharding["params"], state_sharding["rest"]
     eval_step = jax.jit(
-        make_eval_step(graphdef),
+        traced_in(context, make_eval_step(graphdef)),
         in_shardings=(param_sharding, rest_sharding, batch_sharding),
         out_shardings=replicated,
     )

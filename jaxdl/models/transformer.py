@@ -30,7 +30,7 @@ class Block(nnx.Module):
     def __call__(self, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
         x = x + self.attn(self.norm1(x))
         x = x + self.mlp(self.norm2(x), train=train, rngs=rngs)
-        return constrain(x, ("batch", "length", "embed"))
+        return constrain(x, ("batch", "act_length", "embed"))
 
 
 class Model(nnx.Module):
@@ -64,12 +64,14 @@ class Model(nnx.Module):
 
         self.blocks = make_blocks(rngs)
         self.norm = nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
-        self.head = dense(dim, num_classes, ("embed", "vocab"), rngs=rngs, **kw)
+        self.head = dense(dim, num_classes, ("embed", "classes"), rngs=rngs, **kw)
         self.depth, self.remat = depth, remat
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
         h = x[..., None] if x.ndim == 2 else x
-        h = constrain(self.embed(h) + self.pos[...].astype(self.embed.dtype or h.dtype), ("batch", "length", "embed"))
+        h = constrain(
+            self.embed(h) + self.pos[...].astype(self.embed.dtype or h.dtype), ("batch", "act_length", "embed")
+        )
         block_fn = remat_fn(lambda block, h: block(h, train, rngs), self.remat)
 
         @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry, transform_metadata={nnx.PARTITION_NAME: "layers"})
