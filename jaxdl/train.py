@@ -163,6 +163,29 @@ def check_finite(pending_flags: list[tuple[int, jax.Array]], names: list[str]) -
             )
 
 
+def init_sharded_state(config: ConfigDict, ds_info: dict, tx, mesh, rules):
+    """(graphdef, state, state_sharding): the model built for `ds_info` and initialized directly into its
+    shardings (no full copy on any device). state = {params, rest, opt_state, step, rng}."""
+    root_key = jax.random.key(config.seed)
+    build = lambda rngs: models.make(
+        config.model, input_shape=tuple(ds_info["input_shape"]), num_classes=ds_info["num_classes"], rngs=rngs
+    )
+
+    def init_state():
+        _, params, rest = nnx.split(build(nnx.Rngs(params=jax.random.fold_in(root_key, 0))), nnx.Param, ...)
+        rng = jax.random.key_data(jax.random.fold_in(root_key, 1))
+        return dict(params=params, rest=rest, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng)
+
+    with nnx.use_eager_sharding(False):
+        graphdef = nnx.graphdef(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
+        abstract_state = jax.eval_shape(init_state)
+        state_sharding = rules_lib.tree_shardings(abstract_state, mesh, rules)
+        rules_lib.check_divisible(abstract_state["params"], state_sharding["params"], "params")
+        rules_lib.check_divisible(abstract_state, state_sharding, "state")
+        state = jax.jit(init_state, out_shardings=state_sharding)()
+    return graphdef, state, state_sharding
+
+
 def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dict[str, float]:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final eval metrics.
 
@@ -198,37 +221,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
 
     # ------------------------------------------------------------------------------------ model / optimizer
     tx, schedule = optim.make_optimizer(config.optim, total)
-    root_key = jax.random.key(config.seed)
-
-    def init_state():
-        model = models.make(
-            config.model,
-            input_shape=tuple(ds_info["input_shape"]),
-            num_classes=ds_info["num_classes"],
-            rngs=nnx.Rngs(params=jax.random.fold_in(root_key, 0)),
-        )
-        _, params, rest = nnx.split(model, nnx.Param, ...)
-        rng = jax.random.key_data(jax.random.fold_in(root_key, 1))
-        return dict(params=params, rest=rest, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng)
-
-    with nnx.use_eager_sharding(False):
-        abstract_model = nnx.eval_shape(
-            lambda: models.make(
-                config.model,
-                input_shape=tuple(ds_info["input_shape"]),
-                num_classes=ds_info["num_classes"],
-                rngs=nnx.Rngs(0),
-            )
-        )
-        graphdef = nnx.graphdef(abstract_model)
-        abstract_state = jax.eval_shape(init_state)
 
     # ----------------------------------------------------------------------------------------------- shard
-    state_sharding = rules_lib.tree_shardings(abstract_state, mesh, rules)
-    rules_lib.check_divisible(abstract_state["params"], state_sharding["params"], "params")
-    rules_lib.check_divisible(abstract_state, state_sharding, "state")
-    with nnx.use_eager_sharding(False):
-        state = jax.jit(init_state, out_shardings=state_sharding)()
+    graphdef, state, state_sharding = init_sharded_state(config, ds_info, tx, mesh, rules)
     n_params = sum(x.size for x in jax.tree.leaves(state["params"]))
     log.info("model %s: %d parameters", config.model.name, n_params)
 

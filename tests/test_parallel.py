@@ -21,17 +21,22 @@ from jaxdl.parallel import rules as rules_lib
 from jaxdl.parallel.mesh import make_mesh
 from jaxdl.train import classification_loss, sharding_context, train_and_evaluate
 
-MODEL = dict(name="transformer", depth=2, dim=32, heads=8, mlp_dim=64)
-STRATEGIES = {  # name: (config.mesh overrides, config.sharding.strategy)
-    "dp": (dict(data=8), "dp"),
-    "fsdp": (dict(data=1, fsdp=8), "fsdp"),
-    "tp": (dict(data=1, tensor=8), "tp"),
-    "fsdp_tp": (dict(data=1, fsdp=4, tensor=2), "fsdp+tp"),
-    "dp_tp_sp": (dict(data=2, tensor=4), "tp+sp"),
+MODEL = dict(name="transformer", depth=4, dim=32, heads=8, mlp_dim=64)
+GPIPE = dict(pipeline_microbatches=4)
+CIRCULAR = dict(pipeline_microbatches=4, pipeline_schedule="circular", pipeline_repeats=2)
+STRATEGIES = {  # name: (config.mesh overrides, config.sharding.strategy, other config.sharding options)
+    "dp": (dict(data=8), "dp", {}),
+    "fsdp": (dict(data=1, fsdp=8), "fsdp", {}),
+    "tp": (dict(data=1, tensor=8), "tp", {}),
+    "fsdp_tp": (dict(data=1, fsdp=4, tensor=2), "fsdp+tp", {}),
+    "dp_tp_sp": (dict(data=2, tensor=4), "tp+sp", {}),
+    "pp_gpipe": (dict(data=2, pipeline=4), "pp", GPIPE),
+    "pp_circular": (dict(data=4, pipeline=2), "pp", CIRCULAR),
+    "dp_tp_pp": (dict(data=2, tensor=2, pipeline=2), "tp+pp", GPIPE),
 }
 
 
-def make_config(data_dir, mesh=None, strategy="dp", steps=20):
+def make_config(data_dir, mesh=None, strategy="dp", options=None, steps=20):
     c = config_lib.base()
     c.data.name = "mnist1d"
     c.data.data_dir = data_dir
@@ -48,6 +53,8 @@ def make_config(data_dir, mesh=None, strategy="dp", steps=20):
     for k, v in (mesh or {}).items():
         c.mesh[k] = v
     c.sharding.strategy = strategy
+    for k, v in (options or {}).items():
+        c.sharding[k] = v
     return c
 
 
@@ -105,8 +112,7 @@ def _max_rel_err(a, b):
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_one_step_loss_and_grads_match_one_device(name, reference, data_dir):
-    mesh, strategy = STRATEGIES[name]
-    loss, grads, params = loss_and_grads(make_config(data_dir, mesh, strategy), jax.devices(), data_dir)
+    loss, grads, params = loss_and_grads(make_config(data_dir, *STRATEGIES[name]), jax.devices(), data_dir)
     ref_loss, ref_grads, _ = reference
     assert abs(loss - ref_loss) <= 1e-5 * abs(ref_loss)
     ref = _leaves(ref_grads)
@@ -133,6 +139,11 @@ EXPECTED_SPECS = {  # a few leaves per strategy, written out by hand (leading di
         "blocks/mlp/down/kernel": (None, "tensor"),
         "embed/kernel": (),
     },
+    "dp_tp_pp": {
+        "blocks/attn/wq": ("pipeline", None, "tensor"),  # stages own contiguous layers
+        "blocks/mlp/down/kernel": ("pipeline", "tensor"),
+        "embed/kernel": (),
+    },
     "fsdp_tp": {
         "blocks/attn/wq": (None, "fsdp", "tensor"),
         "blocks/mlp/up/kernel": (None, "fsdp", "tensor"),
@@ -154,15 +165,14 @@ def _bytes_per_device(tree):
 
 @pytest.mark.parametrize("name", list(EXPECTED_SPECS))
 def test_parameters_are_sharded_as_the_rules_say(name, data_dir):
-    mesh, strategy = STRATEGIES[name]
-    _, _, params = loss_and_grads(make_config(data_dir, mesh, strategy), jax.devices(), data_dir)
+    _, _, params = loss_and_grads(make_config(data_dir, *STRATEGIES[name]), jax.devices(), data_dir)
     leaves = _leaves(params)
     for k, want in EXPECTED_SPECS[name].items():
         assert _spec(leaves[k]) == want, (k, leaves[k].sharding.spec)
     total = sum(x.nbytes for x in jax.tree.leaves(params))
     per_device = _bytes_per_device(params)
     # the big matrices split 8 ways (FSDP, TP) or 4 x 2; norms/biases/embeddings that have no rule stay whole
-    bound = {"dp": 1.0, "fsdp": 0.2, "tp": 0.4, "fsdp_tp": 0.25}[name]
+    bound = {"dp": 1.0, "fsdp": 0.2, "tp": 0.4, "fsdp_tp": 0.25, "dp_tp_pp": 0.4}[name]
     assert per_device <= bound * total, (per_device, total)
     if name == "dp":
         assert per_device == total
@@ -196,10 +206,9 @@ def reference_curve(data_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fsdp", "tp", "fsdp_tp", "dp_tp_sp"])
+@pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "dp"])
 def test_twenty_steps_track_one_device(name, reference_curve, data_dir, tmp_path):
-    mesh, strategy = STRATEGIES[name]
-    train_and_evaluate(make_config(data_dir, mesh, strategy), str(tmp_path))
+    train_and_evaluate(make_config(data_dir, *STRATEGIES[name]), str(tmp_path))
     losses = _train_losses(tmp_path)
     assert len(losses) == 20 and reference_curve[-1] < 0.9 * reference_curve[0]  # it trains
     np.testing.assert_allclose(losses, reference_curve, rtol=1e-4)

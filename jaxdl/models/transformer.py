@@ -13,6 +13,8 @@ from jaxdl.layers.attention import SelfAttention
 from jaxdl.layers.mlp import Mlp
 from jaxdl.layers.remat import remat as remat_fn
 from jaxdl.models._common import dense, to_dtype
+from jaxdl.parallel import rules
+from jaxdl.parallel.pipeline import pipeline
 from jaxdl.parallel.rules import constrain
 
 
@@ -65,18 +67,47 @@ class Model(nnx.Module):
         self.blocks = make_blocks(rngs)
         self.norm = nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
         self.head = dense(dim, num_classes, ("embed", "classes"), rngs=rngs, **kw)
-        self.depth, self.remat = depth, remat
+        self.depth, self.remat, self.dropout = depth, remat, dropout
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
         h = x[..., None] if x.ndim == 2 else x
         h = constrain(
             self.embed(h) + self.pos[...].astype(self.embed.dtype or h.dtype), ("batch", "act_length", "embed")
         )
-        block_fn = remat_fn(lambda block, h: block(h, train, rngs), self.remat)
+        if rules.mesh_axis_size("layers") > 1:
+            h = self._pipelined(h, train)
+        else:
+            block_fn = remat_fn(lambda block, h: block(h, train, rngs), self.remat)
 
-        @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry, transform_metadata={nnx.PARTITION_NAME: "layers"})
-        def run(h, block):
-            return block_fn(block, h)
+            @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry, transform_metadata={nnx.PARTITION_NAME: "layers"})
+            def run(h, block):
+                return block_fn(block, h)
 
-        h = run(h, self.blocks)
+            h = run(h, self.blocks)
         return self.head(jnp.mean(self.norm(h), axis=1)).astype(jnp.float32)
+
+    def _pipelined(self, h: jax.Array, train: bool) -> jax.Array:
+        """The blocks as pipeline stages over the mesh axes of `layers` (config.sharding.pipeline_*)."""
+        if train and self.dropout > 0:
+            raise ValueError("config.model.dropout > 0 is not supported with pipeline parallelism (strategy 'pp')")
+        mesh, _ = rules.active()
+        (axis,) = rules.mesh_axes("layers")
+        graphdef, layers = nnx.split(self.blocks)
+
+        def stage_fn(chunk, h):  # chunk: this stage's layers, stacked; h: [microbatch, length, embed]
+            def layer(h, params):
+                return nnx.merge(graphdef, params)(h, train, None), None
+
+            return jax.lax.scan(layer, h, chunk)[0]
+
+        return pipeline(
+            stage_fn,
+            layers,
+            h,
+            mesh=mesh,
+            axis=axis,
+            num_microbatches=rules.option("pipeline_microbatches") or mesh.shape[axis],
+            schedule=rules.option("pipeline_schedule", "gpipe"),
+            repeats=rules.option("pipeline_repeats", 1),
+            remat=self.remat != "none",
+        )

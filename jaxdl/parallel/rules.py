@@ -164,6 +164,12 @@ def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
     if len(logical_axes) != x.ndim:
         raise ValueError(f"constrain: {len(logical_axes)} logical axes {tuple(logical_axes)} for a rank-{x.ndim} array")
     mesh, rules = ctx
-    return jax.lax.with_sharding_constraint(
-        x, NamedSharding(mesh, logical_to_mesh(PartitionSpec(*logical_axes), rules, mesh))
-    )
+    spec = logical_to_mesh(PartitionSpec(*logical_axes), rules, mesh)
+    inner = jax.sharding.get_abstract_mesh()  # inside a shard_map (e.g. a pipeline stage) some axes are manual
+    if not inner.empty and inner.manual_axes:
+        manual = set(inner.manual_axes)
+        drop = lambda a: (
+            None if a is None else (tuple(x for x in ((a,) if isinstance(a, str) else a) if x not in manual) or None)
+        )
+        return jax.lax.with_sharding_constraint(x, NamedSharding(inner, PartitionSpec(*(drop(a) for a in spec))))
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
