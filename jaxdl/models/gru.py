@@ -24,14 +24,17 @@ class Model(nnx.Module):
         del remat  # the scan over time is the only block; nothing to gain at these sizes
         time, feat = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
         kw = dict(dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
-        cell = lambda: nnx.GRUCell(feat, hidden, **kw)
-        if bidirectional:
-            self.rnn = nnx.Bidirectional(nnx.RNN(cell()), nnx.RNN(cell()))
-        else:
-            self.rnn = nnx.RNN(cell())
+        self.forward = nnx.RNN(nnx.GRUCell(feat, hidden, **kw))
+        self.backward = nnx.RNN(nnx.GRUCell(feat, hidden, **kw)) if bidirectional else None
+        self.hidden, self.carry_dtype = hidden, to_dtype(param_dtype)
         width = hidden * (2 if bidirectional else 1)
         self.head = dense(time * width, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: jnp.ndarray, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jnp.ndarray:
-        h = self.rnn(x[..., None] if x.ndim == 2 else x)  # [batch, time, width]
+        x = x[..., None] if x.ndim == 2 else x
+        # An explicit zero carry: letting nnx.RNN draw it from its stored Rngs fails under jit (trace-level error).
+        zeros = jnp.zeros((x.shape[0], self.hidden), self.carry_dtype)
+        h = self.forward(x, initial_carry=zeros)
+        if self.backward is not None:
+            h = jnp.concatenate([h, self.backward(x, initial_carry=zeros, reverse=True, keep_order=True)], -1)
         return self.head(h.reshape(h.shape[0], -1)).astype(jnp.float32)
