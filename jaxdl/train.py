@@ -21,6 +21,7 @@ from jaxdl import config as config_lib
 from jaxdl import data, models, optim
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.metrics import MetricWriter, Progress, mean_over_steps, write_run_files
+from jaxdl.models._common import aux_loss
 from jaxdl.parallel import rules as rules_lib
 from jaxdl.parallel.mesh import make_mesh
 
@@ -75,9 +76,10 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
     accum, guard = config.train.grad_accum, config.train.nan_guard
 
     def loss_fn(params, rest, batch, key):
-        model = nnx.merge(graphdef, params, rest)
+        model = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables at this trace level
         logits = model(batch["input"], train=True, rngs=nnx.Rngs(dropout=key))
         loss, acc = classification_loss(logits, batch["label"])
+        loss = loss + aux_loss(model)  # e.g. MoE load balancing; 0 for most models
         return loss, (nnx.state(model, nnx.Not(nnx.Param)), acc)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -24,7 +24,9 @@ from jaxdl.train import classification_loss, sharding_context, train_and_evaluat
 MODEL = dict(name="transformer", depth=4, dim=32, heads=8, mlp_dim=64)
 GPIPE = dict(pipeline_microbatches=4)
 CIRCULAR = dict(pipeline_microbatches=4, pipeline_schedule="circular", pipeline_repeats=2)
-STRATEGIES = {  # name: (config.mesh overrides, config.sharding.strategy, other config.sharding options)
+# 8 experts, top-2, capacity 1.25 (tokens do get dropped); 8 routing groups fixed so 1 device routes as 8 do
+MOE = dict(moe_experts=8, moe_top_k=2, moe_capacity_factor=1.25, moe_groups=8)
+STRATEGIES = {  # name: (config.mesh, config.sharding.strategy, other config.sharding options[, config.model extras])
     "dp": (dict(data=8), "dp", {}),
     "fsdp": (dict(data=1, fsdp=8), "fsdp", {}),
     "tp": (dict(data=1, tensor=8), "tp", {}),
@@ -33,16 +35,18 @@ STRATEGIES = {  # name: (config.mesh overrides, config.sharding.strategy, other 
     "pp_gpipe": (dict(data=2, pipeline=4), "pp", GPIPE),
     "pp_circular": (dict(data=4, pipeline=2), "pp", CIRCULAR),
     "dp_tp_pp": (dict(data=2, tensor=2, pipeline=2), "tp+pp", GPIPE),
+    "ep": (dict(data=2, expert=4), "ep", {}, MOE),
+    "ep_tp": (dict(data=1, expert=4, tensor=2), "ep+tp", {}, MOE),
 }
 
 
-def make_config(data_dir, mesh=None, strategy="dp", options=None, steps=20):
+def make_config(data_dir, mesh=None, strategy="dp", options=None, model=None, steps=20):
     c = config_lib.base()
     c.data.name = "mnist1d"
     c.data.data_dir = data_dir
     c.data.batch_size = 32
     c.data.eval_batch_size = 200
-    c.model = ml_collections.ConfigDict(MODEL)
+    c.model = ml_collections.ConfigDict(dict(MODEL, **(model or {})))
     c.optim.name = "adam"
     c.optim.lr = 3e-3
     c.train.steps = steps
@@ -82,22 +86,34 @@ def loss_and_grads(c, devices, data_dir):
     batch = next(loader.iterate(0))
     loader.close()
 
-    def loss_fn(params, batch):
+    def loss_fn(params, rest, batch):
         with sharding_context(c, mesh, rules):
-            logits = nnx.merge(graphdef, params, rest)(batch["input"], train=True)
+            logits = nnx.merge(graphdef, params, rest, copy=True)(batch["input"], train=True)
             return classification_loss(logits, batch["label"])[0]
 
     replicated = NamedSharding(mesh, PartitionSpec())
+    rest_shardings = rules_lib.tree_shardings(rest, mesh, rules)
     step = jax.jit(
-        jax.value_and_grad(loss_fn), in_shardings=(shardings, batch_sharding), out_shardings=(replicated, shardings)
+        jax.value_and_grad(loss_fn),
+        in_shardings=(shardings, rest_shardings, batch_sharding),
+        out_shardings=(replicated, shardings),
     )
-    loss, grads = step(params, batch)
+    loss, grads = step(params, rest, batch)
     return float(loss), grads, params
 
 
 @pytest.fixture(scope="module")
 def reference(data_dir):
-    return loss_and_grads(make_config(data_dir), jax.devices()[:1], data_dir)
+    """1-device (loss, grads, params) per model variant (dense / MoE), computed once."""
+    cache = {}
+
+    def get(model):
+        key = tuple(sorted((model or {}).items()))
+        if key not in cache:
+            cache[key] = loss_and_grads(make_config(data_dir, model=model), jax.devices()[:1], data_dir)
+        return cache[key]
+
+    return get
 
 
 def _leaves(tree):
@@ -113,7 +129,7 @@ def _max_rel_err(a, b):
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_one_step_loss_and_grads_match_one_device(name, reference, data_dir):
     loss, grads, params = loss_and_grads(make_config(data_dir, *STRATEGIES[name]), jax.devices(), data_dir)
-    ref_loss, ref_grads, _ = reference
+    ref_loss, ref_grads, _ = reference(_model(name))
     assert abs(loss - ref_loss) <= 1e-5 * abs(ref_loss)
     ref = _leaves(ref_grads)
     for k, g in _leaves(grads).items():
@@ -144,6 +160,11 @@ EXPECTED_SPECS = {  # a few leaves per strategy, written out by hand (leading di
         "blocks/mlp/down/kernel": ("pipeline", "tensor"),
         "embed/kernel": (),
     },
+    "ep_tp": {
+        "blocks/mlp/wi": (None, "expert", None, "tensor"),  # [layers, expert, embed, mlp]
+        "blocks/mlp/wo": (None, "expert", "tensor"),
+        "blocks/attn/wq": (None, None, "tensor"),
+    },
     "fsdp_tp": {
         "blocks/attn/wq": (None, "fsdp", "tensor"),
         "blocks/mlp/up/kernel": (None, "fsdp", "tensor"),
@@ -172,7 +193,7 @@ def test_parameters_are_sharded_as_the_rules_say(name, data_dir):
     total = sum(x.nbytes for x in jax.tree.leaves(params))
     per_device = _bytes_per_device(params)
     # the big matrices split 8 ways (FSDP, TP) or 4 x 2; norms/biases/embeddings that have no rule stay whole
-    bound = {"dp": 1.0, "fsdp": 0.2, "tp": 0.4, "fsdp_tp": 0.25, "dp_tp_pp": 0.4}[name]
+    bound = {"dp": 1.0, "fsdp": 0.2, "tp": 0.4, "fsdp_tp": 0.25, "dp_tp_pp": 0.4, "ep_tp": 0.3}[name]
     assert per_device <= bound * total, (per_device, total)
     if name == "dp":
         assert per_device == total
@@ -200,18 +221,31 @@ def _train_losses(workdir):
 
 @pytest.fixture(scope="module")
 def reference_curve(data_dir, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("ref")
-    train_and_evaluate(make_config(data_dir), str(workdir), devices=jax.devices()[:1])
-    return _train_losses(workdir)
+    """1-device 20-step loss curve per model variant (dense / MoE), computed once."""
+    cache = {}
+
+    def get(model=None):
+        key = tuple(sorted((model or {}).items()))
+        if key not in cache:
+            workdir = tmp_path_factory.mktemp("ref")
+            train_and_evaluate(make_config(data_dir, model=model), str(workdir), devices=jax.devices()[:1])
+            cache[key] = _train_losses(workdir)
+        return cache[key]
+
+    return get
+
+
+def _model(name):
+    return STRATEGIES[name][3] if len(STRATEGIES[name]) > 3 else None
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "dp"])
 def test_twenty_steps_track_one_device(name, reference_curve, data_dir, tmp_path):
     train_and_evaluate(make_config(data_dir, *STRATEGIES[name]), str(tmp_path))
-    losses = _train_losses(tmp_path)
-    assert len(losses) == 20 and reference_curve[-1] < 0.9 * reference_curve[0]  # it trains
-    np.testing.assert_allclose(losses, reference_curve, rtol=1e-4)
+    losses, ref = _train_losses(tmp_path), reference_curve(_model(name))
+    assert len(losses) == 20 and ref[-1] < 0.9 * ref[0]  # it trains
+    np.testing.assert_allclose(losses, ref, rtol=1e-4)
 
 
 @pytest.mark.slow
@@ -222,8 +256,7 @@ def test_checkpoint_moves_between_meshes(reference_curve, data_dir, tmp_path):
     train_and_evaluate(first, str(tmp_path))
     second = make_config(data_dir, dict(data=4, tensor=2), "tp", steps=20)
     train_and_evaluate(second, str(tmp_path))
-    losses = _train_losses(tmp_path)
-    np.testing.assert_allclose(losses, reference_curve, rtol=1e-4)
+    np.testing.assert_allclose(_train_losses(tmp_path), reference_curve(), rtol=1e-4)
 
 
 def test_bad_strategy_and_indivisible_shapes_fail_clearly(data_dir, tmp_path):

@@ -1,5 +1,6 @@
 """Bits shared by the model modules: dtype names, a partitioned dense layer."""
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -22,3 +23,13 @@ def dense(din: int, dout: int, axes: tuple[str, str], *, dtype: str, param_dtype
         kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), axes),
         rngs=rngs,
     )
+
+
+class AuxLoss(nnx.Variable):
+    """A scalar a model sets during its forward pass (e.g. MoE load balancing, already weighted); the trainer
+    adds every AuxLoss of the model to the training loss."""
+
+
+def aux_loss(model: nnx.Module) -> jax.Array:
+    """Sum of the model's AuxLoss variables (0.0 when it has none)."""
+    return sum(jax.tree.leaves(nnx.state(model, AuxLoss)), jnp.zeros((), jnp.float32))

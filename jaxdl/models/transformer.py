@@ -11,8 +11,9 @@ from flax import nnx
 
 from jaxdl.layers.attention import SelfAttention
 from jaxdl.layers.mlp import Mlp
+from jaxdl.layers.moe import MoeMlp
 from jaxdl.layers.remat import remat as remat_fn
-from jaxdl.models._common import dense, to_dtype
+from jaxdl.models._common import AuxLoss, dense, to_dtype
 from jaxdl.parallel import rules
 from jaxdl.parallel.pipeline import pipeline
 from jaxdl.parallel.rules import constrain
@@ -21,18 +22,26 @@ from jaxdl.parallel.rules import constrain
 class Block(nnx.Module):
     """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)); [batch, length, embed]."""
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, *, dtype: str, param_dtype: str, rngs):
+    def __init__(self, dim, heads, mlp_dim, dropout, moe: dict | None, *, dtype: str, param_dtype: str, rngs):
         norm = lambda: nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype),
                                      scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
                                      bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)), rngs=rngs)  # fmt: skip
         self.norm1, self.norm2 = norm(), norm()
         self.attn = SelfAttention(dim, heads, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.mlp = Mlp(dim, mlp_dim, dropout=dropout, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        if moe:
+            self.mlp = MoeMlp(dim, mlp_dim, **moe, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        else:
+            self.mlp = Mlp(dim, mlp_dim, dropout=dropout, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
+        """-> (x, the block's MoE load-balancing loss (0 for a dense block))."""
         x = x + self.attn(self.norm1(x))
-        x = x + self.mlp(self.norm2(x), train=train, rngs=rngs)
-        return constrain(x, ("batch", "act_length", "embed"))
+        if isinstance(self.mlp, MoeMlp):
+            y, aux = self.mlp(self.norm2(x), train=train)
+            balance = aux["load_balance_loss"]
+        else:
+            y, balance = self.mlp(self.norm2(x), train=train, rngs=rngs), jnp.zeros((), jnp.float32)
+        return constrain(x + y, ("batch", "act_length", "embed")), balance
 
 
 class Model(nnx.Module):
@@ -51,23 +60,42 @@ class Model(nnx.Module):
         dtype: str = "float32",
         param_dtype: str = "float32",
         remat: str = "none",
+        moe_experts: int = 0,
+        moe_top_k: int = 2,
+        moe_capacity_factor: float = 1.25,
+        moe_groups: int = 0,
+        moe_aux_weight: float = 0.01,
         rngs: nnx.Rngs,
     ):
+        """moe_experts > 0 replaces every block's MLP by a top-`moe_top_k` mixture of experts (jaxdl.layers.moe;
+        moe_groups 0 = one routing group per batch shard); its load-balancing loss, times moe_aux_weight and
+        summed over blocks, is added to the training loss through an `AuxLoss` variable."""
         length, feat = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.embed = dense(feat, dim, (None, "embed"), rngs=rngs, **kw)
         pos_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("length", "embed"))
         self.pos = nnx.Param(pos_init(rngs.params(), (length, dim), to_dtype(param_dtype)))
 
+        moe = None
+        if moe_experts:
+            moe = dict(
+                num_experts=moe_experts,
+                top_k=moe_top_k,
+                capacity_factor=moe_capacity_factor,
+                num_groups=moe_groups or None,
+            )
+
         @nnx.split_rngs(splits=depth)
         @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=depth, transform_metadata={nnx.PARTITION_NAME: "layers"})
         def make_blocks(rngs):
-            return Block(dim, heads, mlp_dim, dropout, rngs=rngs, **kw)
+            return Block(dim, heads, mlp_dim, dropout, moe, rngs=rngs, **kw)
 
         self.blocks = make_blocks(rngs)
         self.norm = nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
         self.head = dense(dim, num_classes, ("embed", "classes"), rngs=rngs, **kw)
         self.depth, self.remat, self.dropout = depth, remat, dropout
+        self.moe, self.moe_aux_weight = bool(moe_experts), moe_aux_weight
+        self.aux_loss = AuxLoss(jnp.zeros((), jnp.float32))
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
         h = x[..., None] if x.ndim == 2 else x
@@ -80,23 +108,27 @@ class Model(nnx.Module):
             block_fn = remat_fn(lambda block, h: block(h, train, rngs), self.remat)
 
             @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry, transform_metadata={nnx.PARTITION_NAME: "layers"})
-            def run(h, block):
-                return block_fn(block, h)
+            def run(carry, block):
+                h, balance = block_fn(block, carry[0])
+                return h, carry[1] + balance
 
-            h = run(h, self.blocks)
+            h, balance = run((h, jnp.zeros((), jnp.float32)), self.blocks)
+            self.aux_loss.value = self.moe_aux_weight * balance
         return self.head(jnp.mean(self.norm(h), axis=1)).astype(jnp.float32)
 
     def _pipelined(self, h: jax.Array, train: bool) -> jax.Array:
         """The blocks as pipeline stages over the mesh axes of `layers` (config.sharding.pipeline_*)."""
         if train and self.dropout > 0:
             raise ValueError("config.model.dropout > 0 is not supported with pipeline parallelism (strategy 'pp')")
+        if self.moe:
+            raise ValueError("config.model.moe_experts > 0 is not supported with pipeline parallelism (strategy 'pp')")
         mesh, _ = rules.active()
         (axis,) = rules.mesh_axes("layers")
         graphdef, layers = nnx.split(self.blocks)
 
         def stage_fn(chunk, h):  # chunk: this stage's layers, stacked; h: [microbatch, length, embed]
             def layer(h, params):
-                return nnx.merge(graphdef, params)(h, train, None), None
+                return nnx.merge(graphdef, params)(h, train, None)[0], None
 
             return jax.lax.scan(layer, h, chunk)[0]
 
