@@ -1,7 +1,9 @@
 """Entry point: `python -m jaxdl.main --config=experiments/<study>/<file>.py:<arg> --workdir=DIR [--config.a.b=v]`.
 
 Validates the config (unknown keys, wrong types, missing fields fail here, naming the key, before anything
-compiles), trains with `jaxdl.train.train_and_evaluate`, resumes from the workdir's latest checkpoint, and
+compiles), joins the multi-process job if there is one (`--coordinator_address`, `--num_processes`,
+`--process_id`, or the environment; see `jaxdl.parallel.distributed`), trains with
+`jaxdl.train.train_and_evaluate`, resumes from the workdir's latest checkpoint, and
 prints the final eval metrics.
 """
 
@@ -18,6 +20,11 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file, `path.py:arg`.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics.jsonl, TensorBoard events and config.json go.")
 flags.mark_flags_as_required(["config", "workdir"])
+# Multi-process jobs (jaxdl.parallel.distributed): flag > $JAXDL_COORDINATOR etc. > SLURM/MPI/TPU/k8s detection.
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (default: $JAXDL_COORDINATOR or detected).")
+flags.DEFINE_integer("num_processes", None, "Processes in the job (default: $JAXDL_NUM_PROCESSES or detected).")
+flags.DEFINE_integer("process_id", None, "This process's index (default: $JAXDL_PROCESS_ID or detected).")
+flags.DEFINE_float("distributed_timeout_s", 300, "Seconds to wait for all processes before failing with an error.")
 
 
 def main(argv: list[str]) -> None:
@@ -26,6 +33,11 @@ def main(argv: list[str]) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/tfds chatter
     logging.getLogger("jaxdl").setLevel(logging.INFO)
     config = config_lib.validate(FLAGS.config)  # before jax compiles anything
+    from jaxdl.parallel import distributed
+
+    distributed.initialize(  # before anything starts JAX's backend
+        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, timeout_s=FLAGS.distributed_timeout_s
+    )
 
     from jaxdl import train  # imported after validation so config errors come fast
 
