@@ -34,6 +34,7 @@ STRATEGIES = {  # name: (config.mesh, config.sharding.strategy, other config.sha
     "dp_tp_sp": (dict(data=2, tensor=4), "tp+sp", {}),
     "pp_gpipe": (dict(data=2, pipeline=4), "pp", GPIPE),
     "pp_circular": (dict(data=4, pipeline=2), "pp", CIRCULAR),
+    "pp_gpipe_remat": (dict(data=2, pipeline=4), "pp", GPIPE, dict(remat="full")),
     "dp_tp_pp": (dict(data=2, tensor=2, pipeline=2), "tp+pp", GPIPE),
     "ep": (dict(data=2, expert=4), "ep", {}, MOE),
     "ep_tp": (dict(data=1, expert=4, tensor=2), "ep+tp", {}, MOE),

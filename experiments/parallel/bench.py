@@ -36,7 +36,8 @@ flags.DEFINE_integer("steps", 10, "Timed steps (after 2 warm-up steps).")
 flags.DEFINE_list("strategies", None, "Subset of the table's rows (default: all that fit the devices).")
 FLAGS = flags.FLAGS
 
-# name: (mesh, strategy, extra config.sharding options)
+MOE = dict(moe_experts=8, moe_top_k=2, moe_capacity_factor=1.25)
+# name: (mesh, strategy, extra config.sharding options[, extra config.model options])
 ROWS = {
     "dp": (dict(data=-1), "dp", {}),
     "fsdp": (dict(data=1, fsdp=-1), "fsdp", {}),
@@ -50,15 +51,25 @@ ROWS = {
         dict(pipeline_microbatches=4, pipeline_schedule="circular", pipeline_repeats=2),
     ),
     "dp+tp+pp": (dict(data=-1, tensor=2, pipeline=2), "tp+pp", dict(pipeline_microbatches=4)),
+    "moe dp": (dict(data=-1), "dp", {}, MOE),
+    "moe ep": (dict(data=-1, expert=8), "ep", {}, MOE),
+    "moe ep+tp": (dict(data=-1, expert=4, tensor=2), "ep+tp", {}, MOE),
 }
 
 
 def bench_row(name, devices):
-    mesh_axes, strategy, sharding = ROWS[name]
+    mesh_axes, strategy, sharding, *model = ROWS[name]
     c = config_lib.base()
     c.data.name, c.data.batch_size = "mnist1d", FLAGS.batch
     c.model = ml_collections.ConfigDict(
-        dict(name="transformer", depth=FLAGS.depth, dim=FLAGS.dim, heads=FLAGS.heads, mlp_dim=4 * FLAGS.dim)
+        dict(
+            name="transformer",
+            depth=FLAGS.depth,
+            dim=FLAGS.dim,
+            heads=FLAGS.heads,
+            mlp_dim=4 * FLAGS.dim,
+            **(model or [{}])[0],
+        )
     )
     c.optim.name = "adamw"
     for k, v in mesh_axes.items():
