@@ -1,0 +1,866 @@
+"""Call a Triton kernel from JAX; one kernel source runs on GPU (jax-triton) and on CPU (Triton's interpreter).
+
+Write the kernel once with :func:`jit` (instead of ``triton.jit``) and call it with :func:`triton_call`, whose
+signature mirrors ``jax_triton.triton_call`` (jax-triton >= 0.4 conventions)::
+
+    import triton.language as tl
+    from kernels.triton_call import jit, triton_call
+
+    @jit
+    def add_kernel(x_ptr, y_ptr, n, out_ptr, BLOCK: tl.constexpr):  # inputs (arrays, scalars), then outputs
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask) + tl.load(y_ptr + offs, mask=mask), mask=mask)
+
+    def add(x, y):  # x, y: [n] float32
+        return triton_call(x, y, x.size, kernel=add_kernel, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype),
+                           grid=lambda meta: (triton.cdiv(x.size, meta["BLOCK"]),), BLOCK=128)
+
+Dispatch (``backend="auto"``): ``JAXDL_TRITON_INTERPRET=1`` (or ``TRITON_INTERPRET=1``) forces the interpreter;
+otherwise a GPU default backend launches through ``jax_triton.triton_call`` (the ``[gpu]`` extra) and anything
+else runs Triton's interpreter inside a ``jax.pure_callback``. The interpreter path is for tests and correctness
+(it executes every program of the grid in Python with numpy, thousands of times slower than a GPU); it composes
+with ``jax.jit``, ``jax.custom_vjp`` and ``jax.checkpoint`` but not with ``jax.vmap`` (neither does jax-triton).
+
+Kernel parameters, as in jax-triton: the operands (``args`` and any keyword that names a non-``constexpr``
+parameter) are bound to the kernel's parameters in order; the kernel parameters left over receive pointers to the
+outputs (the flattened ``out_shape``), in order. An output aliased to an input with ``input_output_aliases``
+reuses that input's buffer and gets no parameter of its own. Every other keyword is a metaparam (a ``constexpr``
+argument, or a name only the ``grid``/``zeroed_outputs`` callables read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import inspect
+import os
+import threading
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = [
+    "NumpyTensor",
+    "interpret_enabled",
+    "interpret_kernel",
+    "jit",
+    "resolve_backend",
+    "triton_call",
+]
+
+INTERPRET_ENV = "JAXDL_TRITON_INTERPRET"
+_TRUE = ("1", "true", "yes", "on")
+_GPU_PLATFORMS = ("gpu", "cuda", "rocm")
+
+# Triton's interpreter patches `triton.language` module attributes while a kernel runs and keeps its grid position
+# in a module-level builder, so only one interpreted launch may run at a time in a process.
+_INTERPRETER_LOCK = threading.RLock()
+_STATE = threading.local()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Backend selection
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def interpret_enabled() -> bool:
+    """True when the environment forces the interpreter: ``JAXDL_TRITON_INTERPRET=1`` or ``TRITON_INTERPRET=1``.
+
+    Read at call time (not at import or decoration time), so it can be set at any point before a call is traced.
+    """
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in (INTERPRET_ENV, "TRITON_INTERPRET"))
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """``"interpret"`` or ``"gpu"``: what :func:`triton_call` with this ``backend`` argument runs on.
+
+    ``"auto"``: the interpreter when :func:`interpret_enabled`, else ``"gpu"`` when JAX's default backend is a GPU
+    (CUDA or ROCm), else the interpreter. This initializes JAX's backends (like any JAX computation would).
+    """
+    if backend in ("interpret", "gpu"):
+        return backend
+    if backend != "auto":
+        raise ValueError(f"backend must be 'auto', 'interpret' or 'gpu', got {backend!r}")
+    if interpret_enabled():
+        return "interpret"
+    return "gpu" if jax.default_backend() in _GPU_PLATFORMS else "interpret"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The decorator, and running jit functions as device functions inside the interpreter
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _interpreting():
+    depth = getattr(_STATE, "depth", 0)
+    _STATE.depth = depth + 1
+    try:
+        yield
+    finally:
+        _STATE.depth = depth
+
+
+def jit(fn: Callable | None = None, **triton_jit_kwargs: Any) -> Any:
+    """Use instead of ``@triton.jit`` for kernels (and their helpers); independent of ``TRITON_INTERPRET``.
+
+    Returns a plain ``triton.JITFunction`` (what jax-triton compiles; ``triton.autotune``/``triton.heuristics``
+    accept it) even when ``TRITON_INTERPRET=1`` is set, where ``triton.jit`` would return an interpreter-only
+    ``InterpretedFunction``. Whether the kernel is compiled or interpreted is decided per call by
+    :func:`triton_call` (see :func:`resolve_backend`), not at decoration time, so no env variable has to be set
+    before import and one process can use both. Keyword arguments (``do_not_specialize``, ``debug``,
+    ``noinline``, ...) are those of ``triton.jit``.
+    """
+    if fn is None:
+        return functools.partial(jit, **triton_jit_kwargs)
+    from triton.runtime.jit import JITFunction
+
+    return JITFunction(fn, **triton_jit_kwargs)
+
+
+def _install_interpreter_call_hook() -> None:
+    """Let every ``JITFunction`` run as a device function while this thread interprets a kernel.
+
+    Triton decides at decoration time whether a function is compiled (``JITFunction``) or interpreted
+    (``InterpretedFunction``, when ``TRITON_INTERPRET=1``). Without the variable, helpers called from an
+    interpreted kernel -- the user's own and ``triton.language.standard``'s (``tl.zeros``, ``tl.sum``, ``tl.max``,
+    ``tl.cdiv``, ``tl.sigmoid``, ...) -- are ``JITFunction``s whose ``__call__`` only raises "Cannot call
+    @triton.jit'd outside of the scope of a kernel". This wraps that ``__call__`` (once, on the first interpreted
+    launch) to run the function's interpreted twin while :func:`interpret_kernel` is active on this thread, and to
+    behave exactly as before otherwise. The Triton compiler never calls ``JITFunction.__call__`` (it inlines the
+    source), so GPU compilation is unaffected.
+    """
+    from triton.runtime.jit import JITFunction
+
+    original = JITFunction.__call__
+    if getattr(original, "_jaxdl_interpreter_hook", False):
+        return
+
+    @functools.wraps(original)
+    def __call__(self, *args, **kwargs):
+        if getattr(_STATE, "depth", 0):
+            return _interpreted_function(self)(*args, **kwargs)
+        return original(self, *args, **kwargs)
+
+    __call__._jaxdl_interpreter_hook = True
+    JITFunction.__call__ = __call__
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A numpy-backed stand-in for the torch tensors Triton's interpreter expects
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Storage:
+    """The byte buffer behind one or more :class:`NumpyTensor` views (torch's ``untyped_storage()``)."""
+
+    def __init__(self, buf: np.ndarray):
+        self.buf = buf  # 1-D uint8, C-contiguous
+
+    def data_ptr(self) -> int:
+        return self.buf.__array_interface__["data"][0]
+
+    def nbytes(self) -> int:
+        return self.buf.nbytes
+
+    def size(self) -> int:
+        return self.buf.size
+
+    def cpu(self) -> _Storage:
+        return self  # already host memory: the interpreter then reads and writes the buffer in place
+
+    def copy_(self, other: _Storage) -> _Storage:
+        if other.data_ptr() != self.data_ptr():
+            np.copyto(self.buf, other.buf)
+        return self
+
+
+class NumpyTensor:
+    """A torch-like view of a C-contiguous numpy array, enough for ``triton.runtime.interpreter``.
+
+    The interpreter treats any argument with ``data_ptr()`` and ``dtype`` as a pointer; it maps ``dtype`` through
+    ``str(dtype)`` (``float32`` → ``fp32``, ml_dtypes ``bfloat16`` → ``bf16``, ``float8_e4m3fn`` → ``fp8e4nv``, ...)
+    and reads and writes the memory at ``data_ptr()`` directly, so the wrapped array is updated in place.
+    Strides and offsets are in elements, as in torch.
+    """
+
+    device = "cpu"
+    is_cuda = False
+
+    def __init__(self, array: np.ndarray):
+        if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError("NumpyTensor wraps a writeable C-contiguous numpy array (use np.array(x, copy=True))")
+        self._array = array
+        self._storage = _Storage(array.reshape(-1).view(np.uint8))
+        self._offset = 0
+
+    # Data.
+    def numpy(self) -> np.ndarray:
+        return self._array
+
+    @property
+    def data(self) -> NumpyTensor:  # triton.reinterpret's TensorWrapper reads `.data`
+        return self
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._array.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._array.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._array.ndim
+
+    def data_ptr(self) -> int:
+        return self._storage.data_ptr() + self._offset * self._array.itemsize
+
+    def untyped_storage(self) -> _Storage:
+        return self._storage
+
+    def storage_offset(self) -> int:
+        return self._offset
+
+    def size(self, dim: int | None = None):
+        return self._array.shape if dim is None else self._array.shape[dim]
+
+    def stride(self, dim: int | None = None):
+        strides = tuple(s // self._array.itemsize for s in self._array.strides)
+        return strides if dim is None else strides[dim]
+
+    def dim(self) -> int:
+        return self._array.ndim
+
+    def numel(self) -> int:
+        return self._array.size
+
+    def element_size(self) -> int:
+        return self._array.itemsize
+
+    def is_contiguous(self) -> bool:
+        return self._array.flags.c_contiguous
+
+    # What the interpreter's host-copy step calls (`GridExecutor._init_args_hst` / `_restore_args_dev`).
+    def cpu(self) -> NumpyTensor:
+        return self
+
+    def new_empty(self, *size, dtype=None, device=None) -> NumpyTensor:
+        if len(size) == 1 and isinstance(size[0], (tuple, list)):
+            size = tuple(size[0])
+        return NumpyTensor(np.empty(size, dtype=self.dtype if dtype is None else dtype))
+
+    def set_(self, storage: _Storage, offset: int = 0, size=None, stride=None) -> NumpyTensor:
+        """Become a view of ``storage`` (shared memory, like torch's ``Tensor.set_``)."""
+        item = self._array.itemsize
+        size = tuple(size) if size is not None else (storage.nbytes() // item - offset,)
+        if stride is None:
+            stride = tuple(int(np.prod(size[i + 1 :], dtype=np.int64)) for i in range(len(size)))
+        self._array = np.ndarray(
+            shape=size, dtype=self.dtype, buffer=storage.buf, offset=offset * item, strides=[s * item for s in stride]
+        )
+        self._storage, self._offset = storage, int(offset)
+        return self
+
+    def copy_(self, other: NumpyTensor) -> NumpyTensor:
+        if other.data_ptr() != self.data_ptr():
+            np.copyto(self._array, other.numpy())
+        return self
+
+    def __repr__(self) -> str:
+        return f"NumpyTensor(shape={self.shape}, dtype={self.dtype})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kernel introspection (shared by both backends)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _unwrap_kernel(kernel: Any) -> tuple[Any, Any, Any]:
+    """(autotuner or None, heuristics or None, innermost jit function) of a possibly decorated kernel."""
+    from triton.runtime.autotuner import Autotuner, Heuristics
+
+    autotuner = heuristics = None
+    if isinstance(kernel, Autotuner):
+        autotuner, kernel = kernel, kernel.fn
+    if isinstance(kernel, Heuristics):
+        heuristics, kernel = kernel, kernel.fn
+    if not hasattr(kernel, "fn") or not callable(kernel.fn):
+        raise TypeError(f"kernel must be a function decorated with kernels.triton_call.jit, got {type(kernel)}")
+    return autotuner, heuristics, kernel
+
+
+def _is_constexpr(annotation: Any) -> bool:
+    import triton.language as tl
+
+    if annotation is tl.constexpr:
+        return True
+    return isinstance(annotation, str) and annotation.strip().split(".")[-1] == "constexpr"
+
+
+def _params(fn: Callable) -> list[tuple[inspect.Parameter, bool]]:
+    """The kernel's parameters with whether each is ``tl.constexpr``."""
+    annotations = inspect.get_annotations(fn)
+    return [(p, _is_constexpr(annotations.get(p.name))) for p in inspect.signature(fn).parameters.values()]
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray))
+
+
+def _normalize_grid(grid: Any, metaparams: Mapping[str, Any]) -> tuple[int, int, int]:
+    if callable(grid):
+        grid = grid(dict(metaparams))
+    if isinstance(grid, (int, np.integer)):
+        grid = (grid,)
+    grid = tuple(int(g) for g in grid)
+    if not 1 <= len(grid) <= 3:
+        raise ValueError(f"grid must have 1 to 3 dimensions, got {grid}")
+    return grid + (1,) * (3 - len(grid))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Interpreter launch
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _interpreted_function(jit_fn: Any) -> Any:
+    """The ``InterpretedFunction`` twin of a ``JITFunction`` (built once and kept on it), or ``jit_fn`` itself."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if isinstance(jit_fn, InterpretedFunction):
+        return jit_fn
+    twin = jit_fn.__dict__.get("_jaxdl_interpreted")
+    if twin is None:
+        twin = InterpretedFunction(jit_fn.fn)
+        jit_fn.__dict__["_jaxdl_interpreted"] = twin
+    return twin
+
+
+def _python_scalar(value: Any) -> Any:
+    """numpy scalars as Python ones (jax-triton types Python scalars; np.float32 is deprecated there)."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _scalar_arg(value: Any) -> Any:
+    """A static scalar as the compiled kernel sees it: a float becomes an fp32 (or fp64) scalar tensor.
+
+    Triton and jax-triton (>= 0.4) pass a Python float as fp32 when that loses no range (0, inf, nan, or a normal
+    fp32 magnitude), else as fp64. The interpreter alone would keep the Python float, a weakly typed constant that
+    promotes differently (``x_bf16 * 0.5`` stays bf16 in the interpreter but is fp32 when compiled).
+    Ints and bools are already typed (i32/u32/i64/i1) by the interpreter itself.
+    """
+    value = _python_scalar(value)
+    if not isinstance(value, float):
+        return value
+    import triton.language as tl
+    from triton.runtime.interpreter import TensorHandle
+
+    fi = np.finfo(np.float32)
+    fp32 = not np.isfinite(value) or value == 0.0 or fi.tiny <= abs(value) <= fi.max
+    tl_type, np_type = (tl.float32, np.float32) if fp32 else (tl.float64, np.float64)
+    return tl.tensor(TensorHandle(np.array([value], dtype=np_type), tl_type), tl_type)
+
+
+class _Bf16Values:
+    """Make Triton's interpreter compute on bfloat16 *values* (a scoped patch, active only inside our launches).
+
+    The interpreter stores bf16 tensors as their uint16 bit patterns and runs numpy on that storage, so a bf16
+    ``tl.dot``, arithmetic, comparisons, ``tl.max``/``tl.sum`` and casts to non-fp32 types compute on bit patterns
+    (triton-lang/triton#11584: "we just don't support it yet"; #10945 was not merged). While a kernel runs, this
+    wraps those entry points of the interpreter's builder, and the numpy fast paths of its reductions and scans, to
+    widen bf16 operands exactly to fp32, compute, and round results back to bf16 (round-to-nearest-even), which is
+    how a GPU computes bf16 elementwise math. Loads, stores, bitcasts, ``tl.where`` selections and fp32<->bf16
+    casts already work on the bits and are left alone. Skipped entirely if a Triton version stores bf16 otherwise.
+    """
+
+    _COMPARISONS = ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal")
+    # builder method -> index of the handle argument whose dtype the result takes
+    _FOLLOWS = {"unary_op": 0, "ternary_op": 2, "create_fma": 2, "create_dot": 2, "create_erf": 0, "create_rsqrt": 0}
+
+    def __init__(self):
+        import triton.language as tl
+        import triton.runtime.interpreter as interp
+
+        self.tl, self.interp = tl, interp
+        self.active = np.dtype(interp._get_np_dtype(tl.bfloat16)) == np.dtype(np.uint16)
+        self.saved: list[tuple[Any, str, Any, bool]] = []
+
+    # Conversions between the interpreter's bf16 storage (uint16 bits) and fp32 values.
+    def is_bf16(self, h) -> bool:
+        return isinstance(h, self.interp.TensorHandle) and getattr(h.dtype, "scalar", h.dtype) == self.tl.bfloat16
+
+    def widen(self, h):
+        data = (np.asarray(h.data).astype(np.uint32) << np.uint32(16)).view(np.float32)
+        return self.interp.TensorHandle(data, self.tl.float32)
+
+    def narrow(self, data) -> np.ndarray:
+        import ml_dtypes
+
+        return np.asarray(data, np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+
+    def widen_tensor(self, t):
+        tl = self.tl
+        ty = tl.block_type(tl.float32, list(t.shape)) if t.type.is_block() else tl.float32
+        return tl.core.tensor(self.widen(t.handle), ty)
+
+    def narrow_tensor(self, t):
+        tl = self.tl
+        if not isinstance(t, tl.core.tensor) or t.dtype != tl.float32:
+            return t
+        ty = tl.block_type(tl.bfloat16, list(t.shape)) if t.type.is_block() else tl.bfloat16
+        return tl.core.tensor(self.interp.TensorHandle(self.narrow(t.handle.data), tl.bfloat16), ty)
+
+    # Wrappers.
+    def _wrap_builder(self, name, original):
+        follows = self._FOLLOWS.get(name)
+
+        def wrapped(*args, **kwargs):
+            if not any(self.is_bf16(a) for a in args) or (name == "ternary_op" and args[3] is np.where):
+                return original(*args, **kwargs)  # tl.where selects bits: nothing to convert
+            out_bf16 = follows is not None and self.is_bf16(args[follows])
+            out = original(*[self.widen(a) if self.is_bf16(a) else a for a in args], **kwargs)
+            if out_bf16 and out.dtype == self.tl.float32:
+                out = self.interp.TensorHandle(self.narrow(out.data), self.tl.bfloat16)
+            return out
+
+        return wrapped
+
+    def _binary_op(self, original):
+        def binary_op(lhs, rhs, op):
+            if not (self.is_bf16(lhs) or self.is_bf16(rhs)):
+                return original(lhs, rhs, op)
+            out = original(
+                self.widen(lhs) if self.is_bf16(lhs) else lhs, self.widen(rhs) if self.is_bf16(rhs) else rhs, op
+            )
+            if not self.is_bf16(lhs):
+                return out
+            if getattr(op, "__name__", "") in self._COMPARISONS:  # a boolean result, typed as such
+                return self.interp.TensorHandle(np.asarray(out.data).astype(np.bool_), self.tl.int1)
+            return self.interp.TensorHandle(self.narrow(out.data), self.tl.bfloat16)
+
+        return binary_op
+
+    def _cast_impl(self, original):
+        tl = self.tl
+
+        def cast_impl(src, dst_type):
+            src_bf16, dst_bf16 = src.dtype.scalar == tl.bfloat16, dst_type.scalar == tl.bfloat16
+            if src_bf16 and not dst_bf16 and dst_type.scalar != tl.float32:
+                return original(self.widen(src), dst_type)
+            if dst_bf16 and not src_bf16 and src.dtype.scalar != tl.float32:
+                return self.interp.TensorHandle(self.narrow(original(src, tl.float32).data), tl.bfloat16)
+            return original(src, dst_type)
+
+        return cast_impl
+
+    def _fast_path(self, original):
+        def fast_path(op_self, input, *args, **kwargs):
+            if not (isinstance(input, self.tl.core.tensor) and input.dtype == self.tl.bfloat16):
+                return original(op_self, input, *args, **kwargs)
+            out = original(op_self, self.widen_tensor(input), *args, **kwargs)
+            if isinstance(out, (tuple, list)):
+                return type(out)(self.narrow_tensor(o) if i == 0 else o for i, o in enumerate(out))
+            return self.narrow_tensor(out)
+
+        return fast_path
+
+    def _set(self, obj, name, value, instance: bool):
+        self.saved.append((obj, name, getattr(obj, name, None), instance))
+        setattr(obj, name, value)
+
+    def __enter__(self):
+        if not self.active:
+            return self
+        builder = self.interp.interpreter_builder
+        for name in self._FOLLOWS:
+            if hasattr(builder, name):
+                self._set(builder, name, self._wrap_builder(name, getattr(builder, name)), True)
+        if not hasattr(builder, "get_bf16"):  # Triton < 3.9: bf16 scalar constants (`x_bf16 > 0`) were missing
+            tl, interp = self.tl, self.interp
+            get_bf16 = lambda value: interp.TensorHandle(self.narrow(np.array([value], np.float32)), tl.bfloat16)
+            self._set(builder, "get_bf16", get_bf16, True)
+        self._set(builder, "binary_op", self._binary_op(builder.binary_op), True)
+        self._set(builder, "cast_impl", self._cast_impl(builder.cast_impl), True)
+        # Reductions/scans: only the numpy fast paths (the generic ones call the combine function -> binary_op).
+        # Note that `tl.cumsum` on bf16 then rounds its result once, where a GPU scan rounds at every step.
+        for cls_name, methods in (("ReduceOps", ("min_max", "sum")), ("ScanOps", ("cumsum", "cumprod"))):
+            cls = getattr(self.interp, cls_name, None)
+            for m in methods:
+                if cls is not None and m in vars(cls):
+                    self._set(cls, m, self._fast_path(vars(cls)[m]), False)
+        return self
+
+    def __exit__(self, *exc):
+        while self.saved:
+            obj, name, value, instance = self.saved.pop()
+            if instance:
+                delattr(obj, name)  # back to the class attribute
+            else:
+                setattr(obj, name, value)
+
+
+class _RestoreLanguage:
+    """Undo every attribute change the interpreter makes to ``triton.language`` during one launch.
+
+    ``GridExecutor`` restores what it patches for the kernel itself (Triton >= 3.6), but a device function called
+    from the kernel (``InterpretedFunction.__call__``, e.g. for ``tl.zeros``/``tl.sum``, whose module sees
+    ``triton.language.core``) patches ``triton.language.core`` and ``tensor`` without restoring them, which would
+    leave the compiler of a later GPU launch in this process calling interpreter builtins. This snapshots the
+    namespaces the interpreter patches and restores them afterwards. Names the interpreter adds to a module's
+    globals (``interpreter_semantic``, ... which its rewritten, cached functions look up) are kept.
+    """
+
+    def __init__(self):
+        import triton.language as tl
+
+        core = tl.core
+        candidates = [tl, core, getattr(tl, "math", None), getattr(tl, "standard", None), core.tensor, core.dtype]
+        candidates += [getattr(core, n, None) for n in ("tensor_descriptor_base", "condition")]
+        candidates += [getattr(tl, n, None) for n in ("condition",)]
+        self.objects = list({id(o): o for o in candidates if o is not None}.values())
+
+    def __enter__(self):
+        self.saved = [(obj, dict(vars(obj))) for obj in self.objects]
+        return self
+
+    def __exit__(self, *exc):
+        for obj, before in self.saved:
+            now = vars(obj)
+            if isinstance(obj, type):  # attributes a patch added to a class go; names added to a module stay (the
+                for key in [k for k in now if k not in before]:  # interpreter's rewritten functions use them)
+                    delattr(obj, key)
+            for key, value in before.items():
+                if now.get(key, _MISSING) is not value:
+                    setattr(obj, key, value)
+
+
+_MISSING = object()
+
+
+def interpret_kernel(kernel: Any, grid: Any, *args: Any, **kwargs: Any) -> None:
+    """Run ``kernel`` over ``grid`` in Triton's interpreter on numpy arrays, updating them in place.
+
+    ``args``/``kwargs`` are the kernel's arguments by position or name: numpy arrays (C-contiguous, writeable) or
+    :class:`NumpyTensor` for pointers, Python scalars, and ``constexpr`` values. ``grid`` is a tuple or a callable
+    of the named arguments (Triton's convention). Thread-safe (launches are serialized); no JAX involved.
+    """
+    _, _, jit_fn = _unwrap_kernel(kernel)
+    interpreted = _interpreted_function(jit_fn)
+    constexprs = {p.name for p, c in _params(jit_fn.fn) if c}
+    bound = inspect.signature(jit_fn.fn).bind_partial(*args, **kwargs).arguments
+
+    def convert(name, value):
+        if isinstance(value, np.ndarray):
+            return NumpyTensor(value)
+        if name in constexprs:
+            return value
+        return _scalar_arg(value)
+
+    named = {name: convert(name, value) for name, value in bound.items()}
+    if not callable(grid):
+        grid = _normalize_grid(grid, {})
+    with _INTERPRETER_LOCK:
+        _install_interpreter_call_hook()
+        with _RestoreLanguage(), _interpreting(), _Bf16Values():
+            interpreted[grid](**named)
+
+
+def _fill_unwritten(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An output buffer whose unwritten elements stand out: NaN for floats, the dtype's minimum for integers."""
+    if np.issubdtype(dtype, np.integer):
+        return np.full(shape, np.iinfo(dtype).min, dtype=dtype)
+    if dtype == np.bool_:
+        return np.zeros(shape, dtype=dtype)
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def _interpret_call(
+    jit_fn: Any,
+    params: list[tuple[inspect.Parameter, bool]],
+    operands: dict[str, Any],
+    out_params: list[str | None],
+    out_shapes: list[jax.ShapeDtypeStruct],
+    aliases: dict[str, int],
+    grid: Any,
+    metaparams: dict[str, Any],
+    zeroed: Sequence[int],
+    debug: bool,
+) -> list[jax.Array]:
+    array_names = [n for n, v in operands.items() if _is_array(v)]
+    static = {n: v for n, v in operands.items() if not _is_array(v)}
+    grid3 = _normalize_grid(grid, metaparams)
+    param_names = {p.name for p, _ in params}
+    kernel_meta = {k: v for k, v in metaparams.items() if k in param_names}
+    zeroed = set(zeroed)
+
+    def callback(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        # Private, writeable, contiguous copies: the kernel may write to aliased inputs, and JAX's buffers must not
+        # change under it.
+        named: dict[str, Any] = {n: np.array(a, copy=True, order="C") for n, a in zip(array_names, arrays, strict=True)}
+        results: list[np.ndarray | None] = [None] * len(out_shapes)
+        for name, o in aliases.items():
+            if o in zeroed:
+                named[name][...] = 0
+            results[o] = named[name]
+        for o, (name, shape) in enumerate(zip(out_params, out_shapes, strict=True)):
+            if name is None:
+                continue
+            dtype = np.dtype(shape.dtype)
+            if o in zeroed:
+                buf = np.zeros(shape.shape, dtype)
+            elif debug:
+                buf = _fill_unwritten(shape.shape, dtype)
+            else:
+                buf = np.empty(shape.shape, dtype)
+            named[name] = results[o] = buf
+        named.update(static)
+        interpret_kernel(jit_fn, grid3, **named, **kernel_meta)
+        return tuple(results)
+
+    outs = jax.pure_callback(callback, list(out_shapes), *(operands[n] for n in array_names))
+    # Under jit with sharded operands the callback's results carry a `{maximal device=0}` sharding; returned as is
+    # from the jit, Shardy then rejects them in any later computation ("Cannot convert GSPMDSharding {maximal
+    # device=0} into SdyArray"). A (semantically no-op) barrier gives them an ordinary sharding.
+    return jax.lax.optimization_barrier(list(outs))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GPU launch
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _jax_triton():
+    try:
+        import jax_triton
+    except ImportError as e:
+        raise ImportError(
+            "triton_call on a GPU needs jax-triton: pip install -e '.[gpu]' (or set JAXDL_TRITON_INTERPRET=1 / "
+            "backend='interpret' to run the kernel in Triton's interpreter)"
+        ) from e
+    version = tuple(int(p) for p in importlib.metadata.version("jax-triton").split(".")[:2] if p.isdigit())
+    if version < (0, 4):
+        raise ImportError(
+            f"triton_call needs jax-triton >= 0.4 (its operand/output conventions), found {'.'.join(map(str, version))}"
+        )
+    _fix_dce_rule(jax_triton)
+    return jax_triton
+
+
+@functools.cache
+def _fix_dce_rule(jax_triton) -> None:
+    """Adapt jax-triton's dead-code-elimination rule to JAX's rule signature, if they disagree.
+
+    jax-triton 0.4.1 registers ``rule(used_outs, eqn)``; JAX 0.12 calls ``rule(used_outs, live_ins, eqn)``, so any
+    ``jax.jit`` of a ``triton_call`` fails at lowering with "takes 2 positional arguments but 3 were given".
+    Only touches jax-triton's own primitive, and only when its rule has the two-argument form.
+    """
+    try:
+        from jax._src.interpreters import partial_eval as pe
+
+        prim = jax_triton.triton_lib.triton_kernel_call_p
+        rule = pe.dce_rules.get(prim)
+        if rule is None or len(inspect.signature(rule).parameters) != 2:
+            return
+        if len(inspect.signature(pe.dce_rules.get(jax.lax.cond_p, rule)).parameters) != 3:
+            return  # this JAX still uses the two-argument form
+    except (AttributeError, ImportError, TypeError, ValueError):
+        return
+    pe.dce_rules[prim] = lambda used_outs, live_ins, eqn: rule(used_outs, eqn)
+
+
+def _gpu_call(args, kwargs, *, kernel, out_shape, grid, name, num_warps, num_stages, aliases, zeroed, debug, options):
+    from triton.runtime.interpreter import InterpretedFunction
+
+    jt = _jax_triton()
+    if isinstance(_unwrap_kernel(kernel)[2], InterpretedFunction):
+        raise TypeError(
+            "this kernel was decorated by triton.jit while TRITON_INTERPRET=1, so it cannot be compiled; decorate it "
+            "with kernels.triton_call.jit (which keeps both versions) or unset TRITON_INTERPRET"
+        )
+    call_kwargs: dict[str, Any] = dict(kwargs)
+    if aliases:
+        call_kwargs["input_output_aliases"] = dict(aliases)
+    if zeroed:
+        call_kwargs["zeroed_outputs"] = zeroed
+    if options:
+        call_kwargs["backend_options"] = dict(options)
+    with warnings.catch_warnings():
+        # jax-triton 0.4 deprecates these two in favour of jax.Ref arguments; they are part of this API.
+        warnings.filterwarnings("ignore", message="(input_output_aliases|zeroed_outputs) is deprecated")
+        return jt.triton_call(
+            *args,
+            kernel=kernel,
+            out_type=out_shape,
+            grid=grid,
+            name=name,
+            num_warps=num_warps,
+            num_stages=num_stages,
+            debug=debug,
+            **call_kwargs,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The entry point
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def triton_call(
+    *args: Any,
+    kernel: Any,
+    out_shape: Any = None,
+    grid: Any,
+    num_warps: int = 4,
+    num_stages: int = 2,
+    input_output_aliases: Mapping[int, int] | None = None,
+    zeroed_outputs: Sequence[int] | Callable[[dict], Sequence[int]] = (),
+    debug: bool = False,
+    backend: str = "auto",
+    name: str = "",
+    backend_options: Mapping[str, Any] | None = None,
+    out_type: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """Launch the Triton ``kernel`` on JAX arrays; returns the outputs with ``out_shape``'s structure.
+
+    Args:
+      *args: operands bound to the kernel's parameters in order: JAX (or numpy) arrays become pointers (a 0-d
+        array is a pointer too); Python/numpy scalars are static values (ints as i32/i64, floats as fp32 when
+        representable, bools as i1) and must not be traced.
+      kernel: a function decorated with :func:`jit` or ``triton.jit`` (optionally wrapped by ``triton.heuristics``
+        and ``triton.autotune``).
+      out_shape: a ``jax.ShapeDtypeStruct`` (or anything with ``shape``/``dtype``) or a pytree of them; one pointer
+        per leaf follows the operands (``out_type`` is accepted as a synonym, jax-triton 0.4's name).
+      grid: an int, a tuple of up to 3 ints, or ``grid(metaparams) -> tuple``; metaparams include the kernel's
+        ``constexpr`` defaults, the autotune config chosen and heuristics values.
+      num_warps, num_stages, name, backend_options: GPU compilation options (ignored by the interpreter).
+      input_output_aliases: ``{operand index: output index}``; the output is the operand's buffer after the kernel
+        ran, and gets no kernel parameter of its own. Operand indices count every non-``constexpr`` operand
+        (arrays and scalars) in kernel-parameter order, as jax-triton >= 0.4 does.
+      zeroed_outputs: output indices (or ``f(metaparams) -> indices``) zero-filled before the launch (aliased ones
+        included); other outputs start uninitialized, as on GPU.
+      debug: GPU: print Triton's IRs (jax-triton's flag). Interpreter: fill outputs that are neither zeroed nor
+        aliased with NaN (floats) or the dtype's minimum (ints) so unwritten elements show.
+      backend: ``"auto"``, ``"interpret"`` or ``"gpu"`` (see :func:`resolve_backend`).
+      **kwargs: keywords naming a non-``constexpr`` kernel parameter are operands; all others are metaparams
+        (``constexpr`` arguments, or values only ``grid``/``zeroed_outputs`` read).
+
+    Returns:
+      One array per leaf of ``out_shape`` (a single array for a single ``ShapeDtypeStruct``).
+    """
+    if out_type is not None:
+        if out_shape is not None:
+            raise TypeError("pass out_shape or out_type, not both")
+        out_shape = out_type
+    if out_shape is None:
+        raise TypeError("triton_call needs out_shape")
+    is_leaf = lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
+    flat_leaves, out_tree = jax.tree.flatten(out_shape, is_leaf=is_leaf)
+    out_shapes = [jax.ShapeDtypeStruct(tuple(s.shape), np.dtype(s.dtype)) for s in flat_leaves]
+    out_shape = jax.tree.unflatten(out_tree, out_shapes)
+
+    autotuner, heuristics, jit_fn = _unwrap_kernel(kernel)
+    params = _params(jit_fn.fn)
+    constexpr_names = [p.name for p, c in params if c]
+    operand_params = [p.name for p, c in params if not c]
+
+    # Bind operands like jax-triton: positional args in order; keywords naming a runtime parameter are operands.
+    metaparams = {p.name: p.default for p, c in params if c and p.default is not inspect.Parameter.empty}
+    operand_kwargs = {}
+    for key, value in kwargs.items():
+        (operand_kwargs if key in operand_params else metaparams)[key] = value
+    try:
+        bound = inspect.signature(jit_fn.fn).bind_partial(*args, **operand_kwargs).arguments
+    except TypeError as e:
+        raise TypeError(f"arguments do not match kernel {jit_fn.fn.__name__}{inspect.signature(jit_fn.fn)}: {e}") from e
+    operands: dict[str, Any] = {}
+    for pname, value in bound.items():
+        if pname in constexpr_names:
+            metaparams[pname] = value
+        elif isinstance(value, (tuple, list, dict)):
+            raise NotImplementedError(f"tuple/pytree kernel operands are not supported ({pname})")
+        else:
+            operands[pname] = value
+
+    aliases_in = dict(input_output_aliases or {})
+    if len(set(aliases_in.values())) != len(aliases_in):
+        raise ValueError(f"input_output_aliases must map distinct operands to distinct outputs: {aliases_in}")
+    operand_order = [n for n in operand_params if n in operands]
+    aliases: dict[str, int] = {}
+    for i, o in aliases_in.items():
+        if not 0 <= i < len(operand_order) or not 0 <= o < len(out_shapes):
+            raise ValueError(f"input_output_aliases entry {i}: {o} is out of range")
+        src = operands[operand_order[i]]
+        if not _is_array(src):
+            raise ValueError(f"input_output_aliases: operand {i} ({operand_order[i]}) is not an array")
+        if (tuple(src.shape), np.dtype(src.dtype)) != (out_shapes[o].shape, out_shapes[o].dtype):
+            raise ValueError(
+                f"input_output_aliases: operand {i} is {src.dtype}{list(src.shape)} but output {o} is "
+                f"{out_shapes[o].dtype}{list(out_shapes[o].shape)}"
+            )
+        aliases[operand_order[i]] = o
+    free_params = [n for n in operand_params if n not in operands]
+    unaliased = [o for o in range(len(out_shapes)) if o not in aliases.values()]
+    if len(free_params) != len(unaliased):
+        raise ValueError(
+            f"kernel {jit_fn.fn.__name__} has {len(free_params)} parameters without an operand ({free_params}) but "
+            f"out_shape has {len(unaliased)} outputs that are not aliased to inputs"
+        )
+
+    which = resolve_backend(backend)
+    if which == "gpu":
+        return _gpu_call(
+            [_python_scalar(a) for a in args],
+            {k: (_python_scalar(v) if k in operand_kwargs else v) for k, v in kwargs.items()},
+            kernel=kernel,
+            out_shape=out_shape,
+            grid=grid,
+            name=name,
+            num_warps=num_warps,
+            num_stages=num_stages,
+            aliases=aliases_in,
+            zeroed=zeroed_outputs,
+            debug=debug,
+            options=backend_options,
+        )
+
+    # Interpreter: pick the launch configuration at trace time, as jax-triton does when it lowers.
+    named_args = {n: (jax.ShapeDtypeStruct(v.shape, v.dtype) if _is_array(v) else v) for n, v in operands.items()} | {
+        n: out_shapes[o] for n, o in zip(free_params, unaliased, strict=True)
+    }
+    if autotuner is not None:
+        configs = [c for c in autotuner.configs if all(c.kwargs.get(k, v) == v for k, v in metaparams.items())]
+        if getattr(autotuner, "early_config_prune", None) is not None and configs:
+            configs = autotuner.early_config_prune(configs, named_args)
+        if not configs:
+            raise ValueError(f"no autotune config of {jit_fn.fn.__name__} agrees with metaparams {metaparams}")
+        if configs[0].pre_hook is not None:
+            raise NotImplementedError("autotune configs with pre_hook are not supported")
+        metaparams = {**metaparams, **configs[0].kwargs}  # the interpreter does not time: first config wins
+    if heuristics is not None:
+        for key, heuristic in heuristics.values.items():
+            metaparams[key] = heuristic({**named_args, **metaparams})
+    zeroed = zeroed_outputs(dict(metaparams)) if callable(zeroed_outputs) else zeroed_outputs
+    zeroed = [int(z) for z in zeroed]
+    if any(not 0 <= z < len(out_shapes) for z in zeroed):
+        raise ValueError(f"zeroed_outputs {zeroed} out of range for {len(out_shapes)} outputs")
+    out_params: list[str | None] = [None] * len(out_shapes)
+    for n, o in zip(free_params, unaliased, strict=True):
+        out_params[o] = n
+    flat_out = _interpret_call(
+        jit_fn, params, operands, out_params, out_shapes, aliases, grid, metaparams, zeroed, debug
+    )
+    return jax.tree.unflatten(out_tree, list(flat_out))
