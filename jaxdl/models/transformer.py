@@ -22,12 +22,12 @@ from jaxdl.parallel.rules import constrain
 class Block(nnx.Module):
     """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)); [batch, length, embed]."""
 
-    def __init__(self, dim, heads, mlp_dim, dropout, moe: dict | None, *, dtype: str, param_dtype: str, rngs):
+    def __init__(self, dim, heads, mlp_dim, dropout, moe: dict | None, impl: str, *, dtype, param_dtype, rngs):
         norm = lambda: nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype),
                                      scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
                                      bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)), rngs=rngs)  # fmt: skip
         self.norm1, self.norm2 = norm(), norm()
-        self.attn = SelfAttention(dim, heads, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.attn = SelfAttention(dim, heads, attention_impl=impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         if moe:
             self.mlp = MoeMlp(dim, mlp_dim, **moe, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         else:
@@ -65,11 +65,13 @@ class Model(nnx.Module):
         moe_capacity_factor: float = 1.25,
         moe_groups: int = 0,
         moe_aux_weight: float = 0.01,
+        attention_impl: str = "xla",
         rngs: nnx.Rngs,
     ):
         """moe_experts > 0 replaces every block's MLP by a top-`moe_top_k` mixture of experts (jaxdl.layers.moe;
         moe_groups 0 = one routing group per batch shard); its load-balancing loss, times moe_aux_weight and
-        summed over blocks, is added to the training loss through an `AuxLoss` variable."""
+        summed over blocks, is added to the training loss through an `AuxLoss` variable. attention_impl picks the
+        attention op (kernels.attention.api: xla | cudnn | pallas | triton | auto)."""
         length, feat = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.embed = dense(feat, dim, (None, "embed"), rngs=rngs, **kw)
@@ -88,7 +90,7 @@ class Model(nnx.Module):
         @nnx.split_rngs(splits=depth)
         @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=depth, transform_metadata={nnx.PARTITION_NAME: "layers"})
         def make_blocks(rngs):
-            return Block(dim, heads, mlp_dim, dropout, moe, rngs=rngs, **kw)
+            return Block(dim, heads, mlp_dim, dropout, moe, attention_impl, rngs=rngs, **kw)
 
         self.blocks = make_blocks(rngs)
         self.norm = nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
