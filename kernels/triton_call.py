@@ -382,8 +382,8 @@ class _Bf16Values:
     (triton-lang/triton#11584: "we just don't support it yet"; #10945 was not merged). While a kernel runs, this
     wraps those entry points of the interpreter's builder, and the numpy fast paths of its reductions and scans, to
     widen bf16 operands exactly to fp32, compute, and round results back to bf16 (round-to-nearest-even), which is
-    how a GPU computes bf16 elementwise math. Loads, stores, bitcasts, ``tl.where`` selections and fp32<->bf16
-    casts already work on the bits and are left alone. Skipped entirely if a Triton version stores bf16 otherwise.
+    how a GPU computes bf16 elementwise math; casts to bf16 round to nearest even (the interpreter truncates fp32).
+    Loads, stores, bitcasts, ``tl.where`` selections and bf16 -> fp32 casts already work on the bits. Skipped entirely if a Triton version stores bf16 otherwise.
     """
 
     _COMPARISONS = ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal")
@@ -460,8 +460,9 @@ class _Bf16Values:
             src_bf16, dst_bf16 = src.dtype.scalar == tl.bfloat16, dst_type.scalar == tl.bfloat16
             if src_bf16 and not dst_bf16 and dst_type.scalar != tl.float32:
                 return original(self.widen(src), dst_type)
-            if dst_bf16 and not src_bf16 and src.dtype.scalar != tl.float32:
-                return self.interp.TensorHandle(self.narrow(original(src, tl.float32).data), tl.bfloat16)
+            if dst_bf16 and not src_bf16:  # round to nearest even, as a GPU does (the interpreter truncates)
+                wide = src if src.dtype.scalar == tl.float32 else original(src, tl.float32)
+                return self.interp.TensorHandle(self.narrow(wide.data), tl.bfloat16)
             return original(src, dst_type)
 
         return cast_impl

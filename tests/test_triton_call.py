@@ -456,3 +456,21 @@ def test_interpreter_leaves_triton_language_untouched():
         assert not changed and not added, (ns, changed, added)
     with pytest.raises(RuntimeError, match="outside of the scope of a kernel"):
         add_kernel(1, 2, 3, 4, 5)  # outside an interpreted launch, jit functions behave as in Triton
+
+
+@jit
+def cast_kernel(x_ptr, n, out_ptr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask).to(tl.bfloat16), mask=mask)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_fp32_to_bf16_cast_rounds_to_nearest_even(backend):
+    """The interpreter truncates fp32 -> bf16; the bridge rounds to nearest even like a GPU (and ml_dtypes)."""
+    x = np.array([1.005859375, 0.1, -0.1, 1.0 + 2**-8, 1.0 + 3 * 2**-9, 3.0e38, 1e-40], np.float32)
+    y = triton_call(
+        jnp.asarray(x), x.size, kernel=cast_kernel, out_shape=jax.ShapeDtypeStruct(x.shape, jnp.bfloat16),
+        grid=(1,), BLOCK=8, backend=backend,
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(y).view(np.uint16), x.astype(ml_dtypes.bfloat16).view(np.uint16))
