@@ -1,6 +1,8 @@
 """Kernel microbenchmarks: `python -m kernels.bench <op> [--out DIR] [--quick]` -> markdown table + JSON.
 
-Ops: `attention` (TFLOP/s of our Triton and Pallas kernels vs `jax.nn.dot_product_attention` cuDNN and XLA and
+Ops: `int8_matmul` (TOP/s and weight GB/s of our W8A8 / W8A16 / W4A16 kernels vs XLA's bf16 dot, XLA's int8 dot
+and XLA's convert-then-dot W8A16, on 8192³, 16384×4096×4096, 4096³ and decode shapes M ∈ {1, 16, 64} × 8192²);
+`attention` (TFLOP/s of our Triton and Pallas kernels vs `jax.nn.dot_product_attention` cuDNN and XLA and
 jax's own Pallas GPU `mha`, forward and forward+backward, causal and not). FLOPs: 4·B·H·S²·D forward (halved for
 causal), ×3.5 for forward+backward. Method (see ../.library/device/METHOD.md): every implementation is jitted once,
 warmed up, then timed as the median of `--repeats` calls, each on fresh random inputs (never zeros) and each
@@ -140,21 +142,86 @@ def attention_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------- int8 matmul
+MATMUL_SHAPES = [(8192, 8192, 8192), (16384, 4096, 4096), (4096, 4096, 4096), (1, 8192, 8192), (16, 8192, 8192),
+                 (64, 8192, 8192)]  # (M, K, N); the last three are decode shapes  # fmt: skip
+QUICK_MATMUL_SHAPES = [(64, 256, 128), (1, 256, 128)]
+
+
+def matmul_impls() -> dict[str, tuple[str, Callable]]:
+    """name -> (weight format, f(x_bf16, weights...)); weight formats: bf16 | int8 | int4."""
+    from kernels.int8_matmul import api, reference
+
+    int8_dot = lambda x, w_q, s: reference.w8a8(*reference.quantize_per_token(x), w_q, s, out_dtype=jnp.bfloat16)
+    impls = {
+        "xla bf16 dot": ("bf16", lambda x, w: jnp.dot(x, w, preferred_element_type=jnp.bfloat16)),
+        "xla int8 dot (W8A8)": ("int8", int8_dot),
+        "xla W8A16 (convert, dot)": ("int8", lambda x, w_q, s: reference.w8a16(x, w_q, s)),
+        "ours W8A8 triton": ("int8", lambda x, w_q, s: api.w8a8_matmul(x, w_q, s, impl="triton")),
+        "ours W8A16 triton": ("int8", lambda x, w_q, s: api.w8a16_matmul(x, w_q, s, impl="triton")),
+        "ours W4A16 triton": ("int4", lambda x, w, s: api.w4a16_matmul(x, w, s, group_size=128, impl="triton")),
+        "ours W8A8 pallas": ("int8", lambda x, w_q, s: api.w8a8_matmul(x, w_q, s, impl="pallas")),
+    }
+    return impls
+
+
+def bench_matmul(shapes, repeats: int) -> list[dict]:
+    from kernels.int8_matmul import reference
+
+    rows = []
+    for m, k, n in shapes:
+        w = jax.random.normal(jax.random.key(1), (k, n), jnp.float32) / np.sqrt(k)
+        weights = {
+            "bf16": (w.astype(jnp.bfloat16),),
+            "int8": reference.quantize_per_channel(w),
+            "int4": reference.quantize_int4(w, 128),
+        }
+        for name, (fmt, f) in matmul_impls().items():
+            row = dict(shape=f"{m}x{k}x{n}", impl=name)
+            fn = jax.jit(f)
+            make_inputs = lambda i, m=m, k=k, fmt=fmt, weights=weights: (
+                jax.random.normal(jax.random.key(100 + i), (m, k), jnp.bfloat16),
+                *weights[fmt],
+            )
+            try:
+                t = time_fn(fn, make_inputs, repeats)
+                w_bytes = sum(a.nbytes for a in weights[fmt])
+                rows.append(dict(row, ms=1e3 * t, tops=2 * m * k * n / t / 1e12, weight_gbs=w_bytes / t / 1e9))
+            except Exception as e:  # noqa: BLE001 - reported in the table
+                rows.append(dict(row, error=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def matmul_markdown(rows: list[dict]) -> str:
+    lines = ["| shape (MxKxN) | impl | ms | TOP/s (TFLOP/s) | weight GB/s |", "|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['shape']} | {r['impl']} | — | — | {r['error']} |")
+        else:
+            lines.append(f"| {r['shape']} | {r['impl']} | {r['ms']:.3f} | {r['tops']:.1f} | {r['weight_gbs']:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("op", choices=["attention"])
+    parser.add_argument("op", choices=["attention", "int8_matmul"])
     parser.add_argument("--out", default=os.environ.get("OUT", "bench_out"), help="directory for the .md/.json")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="tiny shapes (CPU smoke run)")
     parser.add_argument("--dtype", default="bfloat16")
     args = parser.parse_args()
     dtype = jnp.dtype(args.dtype)
-    shapes = QUICK_SHAPES if args.quick else ATTENTION_SHAPES
     info = versions()
-    rows = bench_attention(shapes, args.repeats, dtype)
+    if args.op == "attention":
+        rows = bench_attention(QUICK_SHAPES if args.quick else ATTENTION_SHAPES, args.repeats, dtype)
+        body = attention_markdown(rows)
+    else:
+        rows = bench_matmul(QUICK_MATMUL_SHAPES if args.quick else MATMUL_SHAPES, args.repeats)
+        body = matmul_markdown(rows)
     header = ", ".join(f"{k} {v}" for k, v in info.items())
     table = f"`python -m kernels.bench {args.op}{' --quick' if args.quick else ''}` ({args.dtype}; {header})\n\n"
-    table += attention_markdown(rows)
+    table += body
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.op}.md"), "w") as f:
         f.write(table + "\n")
