@@ -12,6 +12,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from jaxdl import models, optim
+from jaxdl.layers import quantized
 from jaxdl.layers.remat import check_policy
 from jaxdl.parallel import rules as rules_lib
 from jaxdl.parallel.mesh import AXES
@@ -43,6 +44,12 @@ def base() -> ConfigDict:
 
     c.model = ConfigDict(dict(name=""), type_safe=False)  # required: a jaxdl.models module name
     c.optim = optim.defaults()
+
+    c.quant = ConfigDict()  # jaxdl.layers.quantized: every 2-D dense layer becomes a QuantDense
+    c.quant.mode = "none"  # none | w8a8 | w8a16 | w4a16
+    c.quant.impl = "auto"  # kernels.int8_matmul.api impl for the int8/int4 inference form
+    c.quant.qat = False  # train with fake quantization (straight-through estimator)
+    c.quant.group_size = 128  # w4a16: rows of K per scale (>= K: one group per column)
 
     c.train = ConfigDict()
     c.train.steps = 1000
@@ -123,6 +130,7 @@ def validate(config: ConfigDict) -> ConfigDict:
             raise ValueError(f"config.{path} is required (it is empty)")
     models.check_kwargs(config.model.name, {k: v for k, v in config.model.items() if k != "name"})
     check_policy(config.model.get("remat", "none"))
+    quantized.check_config(config.quant.to_dict())
     for key in ("steps", "log_every", "keep_checkpoints", "grad_accum"):
         if config.train[key] < 1:
             raise ValueError(f"config.train.{key} must be >= 1, got {config.train[key]}")

@@ -20,6 +20,7 @@ from ml_collections import ConfigDict
 from jaxdl import config as config_lib
 from jaxdl import data, models, optim
 from jaxdl.checkpoint import Checkpointer
+from jaxdl.layers.quantized import apply_quant
 from jaxdl.metrics import MetricWriter, Progress, mean_over_steps, write_run_files
 from jaxdl.models._common import aux_loss
 from jaxdl.parallel import rules as rules_lib
@@ -169,8 +170,11 @@ def init_sharded_state(config: ConfigDict, ds_info: dict, tx, mesh, rules):
     """(graphdef, state, state_sharding): the model built for `ds_info` and initialized directly into its
     shardings (no full copy on any device). state = {params, rest, opt_state, step, rng}."""
     root_key = jax.random.key(config.seed)
-    build = lambda rngs: models.make(
-        config.model, input_shape=tuple(ds_info["input_shape"]), num_classes=ds_info["num_classes"], rngs=rngs
+    build = lambda rngs: apply_quant(  # config.quant: QuantDense layers (same parameter tree); 'none': unchanged
+        models.make(
+            config.model, input_shape=tuple(ds_info["input_shape"]), num_classes=ds_info["num_classes"], rngs=rngs
+        ),
+        config.quant.to_dict(),
     )
 
     def init_state():
