@@ -322,7 +322,7 @@ def _metric_names(entries: Sequence[dict]) -> list[str]:
 def _stats(values: Sequence[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
 def summarize(entries: Sequence[dict]) -> tuple[list[str], list[dict]]:
@@ -345,7 +345,9 @@ def summarize(entries: Sequence[dict]) -> tuple[list[str], list[dict]]:
 
 
 def _cell_text(mean: float, std: float) -> str:
-    return "—" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"  # no std from a single run
 
 
 def write_report(
