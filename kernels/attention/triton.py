@@ -62,9 +62,7 @@ Launch configurations (`BLOCK_M`, `BLOCK_N`, `num_warps`, `num_stages` per kerne
 
 import dataclasses
 import functools
-import json
 import pathlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,8 +72,10 @@ import numpy as np
 import triton
 import triton.language as tl
 
+from kernels import launch_table
 from kernels.attention.reference import Window, validate
-from kernels.triton_call import jit, resolve_backend, triton_call
+from kernels.launch_table import device_key, field_matches, short_device_name  # noqa: F401 (re-exported)
+from kernels.triton_call import jit, triton_call
 
 __all__ = [
     "KernelConfig",
@@ -602,39 +602,14 @@ def seq_bucket(q_len: int, kv_len: int, bounds: tuple[int, ...] = (512, 2048, 81
     return f">{bounds[-1]}"
 
 
-def short_device_name(device_kind: str) -> str:
-    """`"NVIDIA H100 80GB HBM3"` -> `"H100"` (the GPU model), or the device kind unchanged if no model is found."""
-    match = re.search(r"\b(GH200|GB200|[ABHLV]\d{2,3}[A-Z]?|L40S?|RTX ?\d{4})\b", device_kind.upper())
-    return match.group(1).replace(" ", "") if match else device_kind
-
-
-def device_key(backend: str = "auto") -> str:
-    """The table's device name: `"interpret"` for Triton's interpreter, else the GPU model (`"H100"`, ...)."""
-    if resolve_backend(backend) == "interpret":
-        return "interpret"
-    return short_device_name(jax.devices()[0].device_kind)
-
-
 def load_table(path: str | pathlib.Path | None = None) -> dict[str, Any]:
-    """The parsed tuning table (`autotune.json` beside this module unless `path` is given)."""
-    with open(path or TABLE_PATH) as f:
-        table = json.load(f)
-    if not isinstance(table, dict) or not isinstance(table.get("entries"), list):
-        raise ValueError(f"{path or TABLE_PATH}: expected an object with an 'entries' list")
-    return table
+    """The parsed launch table (`autotune.json` beside this module unless `path` is given)."""
+    return launch_table.load_table(path or TABLE_PATH)
 
 
 @functools.cache
 def _default_table() -> dict[str, Any]:
     return load_table()
-
-
-def _field_matches(value: Any, want: Any) -> bool:
-    if want is None or want == "*":
-        return True
-    if isinstance(want, list):
-        return value in want
-    return value == want
 
 
 def lookup_config(
@@ -671,7 +646,7 @@ def lookup_config(
             score = 0
         else:
             continue
-        if not all(_field_matches(call[k], entry.get(k, "*")) for k in call):
+        if not all(field_matches(call[k], entry.get(k, "*")) for k in call):
             continue
         score += sum(entry.get(k, "*") != "*" for k in call)
         if score > best_score:

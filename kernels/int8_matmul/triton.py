@@ -43,9 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,7 +52,9 @@ import jax.numpy as jnp
 import triton
 import triton.language as tl
 
+from kernels import launch_table
 from kernels.int8_matmul import reference
+from kernels.launch_table import device_key, field_matches, short_device_name  # noqa: F401 (re-exported)
 from kernels.triton_call import jit, resolve_backend, triton_call
 
 __all__ = [
@@ -287,35 +287,14 @@ def m_bucket(m: int, bounds: tuple[int, ...] = (1, 16, 64, 256)) -> str:
     return f">{bounds[-1]}"
 
 
-def device_key(backend: str = "auto") -> str:
-    """The table's device name: ``"interpret"`` for Triton's interpreter, else a short GPU name (``"H100"``...)."""
-    if resolve_backend(backend) == "interpret":
-        return "interpret"
-    kind = jax.devices()[0].device_kind
-    match = re.search(r"\b(GH200|GB200|[ABHL]\d{2,3}[A-Z]?|L40S?|RTX ?\d{4})\b", kind.upper())
-    return match.group(1).replace(" ", "") if match else kind
-
-
 def load_table(path: str | pathlib.Path | None = None) -> dict[str, Any]:
-    """The parsed launch table (``autotune.json`` beside this module unless ``path`` is given)."""
-    with open(path or TABLE_PATH) as f:
-        table = json.load(f)
-    if not isinstance(table, dict) or not isinstance(table.get("entries"), list):
-        raise ValueError(f"{path or TABLE_PATH}: expected an object with an 'entries' list")
-    return table
+    """The parsed launch table (`autotune.json` beside this module unless `path` is given)."""
+    return launch_table.load_table(path or TABLE_PATH)
 
 
 @functools.cache
 def _default_table() -> dict[str, Any]:
     return load_table()
-
-
-def _matches(value: Any, want: Any) -> bool:
-    if want is None or want == "*":
-        return True
-    if isinstance(want, list):
-        return value in want
-    return value == want
 
 
 def lookup_config(
@@ -344,7 +323,7 @@ def lookup_config(
             score = 0
         else:
             continue
-        if not all(_matches(call[k], entry.get(k, "*")) for k in call):
+        if not all(field_matches(call[k], entry.get(k, "*")) for k in call):
             continue
         score += sum(entry.get(k, "*") != "*" for k in call)
         if score > best_score:
