@@ -5,55 +5,23 @@ its own random inputs (seeded by the test id, never zeros); gradients are those 
 """
 
 import warnings
-import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from attention_helpers import TOL, qkv, rng_for, run, segments
 
 from kernels.attention import pallas, reference
 
-TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2, jnp.float16: 2e-2}
 BLOCKS = dict(block_q=32, block_kv=32, block_q_bwd=32, block_kv_bwd=32)
-
-
-def _rng(request) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
-
-
-def _qkv(rng, batch, q_len, kv_len, q_heads, kv_heads, head_dim, dtype):
-    q = rng.standard_normal((batch, q_len, q_heads, head_dim), np.float32)
-    k = rng.standard_normal((batch, kv_len, kv_heads, head_dim), np.float32)
-    v = rng.standard_normal((batch, kv_len, kv_heads, head_dim), np.float32)
-    return tuple(jnp.asarray(x, dtype) for x in (q, k, v))
-
-
-def _segments(rng, batch, length, pad_id, n_segments=3):
-    """int32 [batch, length]: n_segments random-length packed segments (ids 1..n) then a padding tail of pad_id."""
-    ids = np.full((batch, length), pad_id, np.int32)
-    for b in range(batch):
-        used = int(rng.integers(length * 3 // 4, length))  # leave a padding tail
-        cuts = np.sort(rng.choice(np.arange(1, used), n_segments - 1, replace=False))
-        for s, (lo, hi) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, used], strict=True)):
-            ids[b, lo:hi] = s + 1
-    return jnp.asarray(ids)
-
-
-def _run(impl, q, k, v, ct, **kw):
-    def loss(q, k, v):
-        out = impl(q, k, v, **kw)
-        return jnp.sum(out.astype(jnp.float32) * ct), out
-
-    (dq, dk, dv), out = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(q, k, v)
-    return out, dq, dk, dv
 
 
 def _compare(rng, q, k, v, blocks=BLOCKS, **kw):
     """Runs both implementations; asserts dtypes, finiteness and the relative error of out, dq, dk, dv."""
     ct = jnp.asarray(rng.standard_normal(q.shape, np.float32))
-    got = _run(pallas.attention, q, k, v, ct, **blocks, **kw)
-    want = _run(reference.attention, q, k, v, ct, **kw)
+    got = run(pallas.attention, q, k, v, ct, **blocks, **kw)
+    want = run(reference.attention, q, k, v, ct, **kw)
     tol = TOL[q.dtype.type]
     for name, g, w, x in zip(("out", "dq", "dk", "dv"), got, want, (q, q, k, v), strict=True):
         assert g.shape == x.shape and g.dtype == x.dtype, (name, g.shape, g.dtype)
@@ -70,14 +38,14 @@ def _compare(rng, q, k, v, blocks=BLOCKS, **kw):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("causal", [False, True])
 def test_plain_and_causal(request, dtype, causal):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 2, 64, 64, 2, 2, 64, dtype), causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 2, 64, 64, 2, 2, 64, dtype), causal=causal)
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_default_blocks(request, causal):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, 80, 80, 2, 1, 64, jnp.float32), blocks={}, causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, 80, 80, 2, 1, 64, jnp.float32), blocks={}, causal=causal)
 
 
 @pytest.mark.parametrize(
@@ -91,9 +59,9 @@ def test_default_blocks(request, causal):
 )
 def test_segment_ids(request, dtype, causal, q_len, kv_len):
     """Separate q/kv ids (different boundaries), each with a padding segment (id 0) at the tail."""
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 2, q_len, kv_len, 2, 2, 64, dtype)
-    q_ids, kv_ids = _segments(rng, 2, q_len, pad_id=0), _segments(rng, 2, kv_len, pad_id=0)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 2, q_len, kv_len, 2, 2, 64, dtype)
+    q_ids, kv_ids = segments(rng, 2, q_len, pad_id=0), segments(rng, 2, kv_len, pad_id=0)
     assert not np.array_equal(np.asarray(q_ids)[:, : min(q_len, kv_len)], np.asarray(kv_ids)[:, : min(q_len, kv_len)])
     _compare(rng, q, k, v, causal=causal, q_segment_ids=q_ids, kv_segment_ids=kv_ids)
 
@@ -109,8 +77,8 @@ def test_segment_ids(request, dtype, causal, q_len, kv_len):
     ],
 )
 def test_gqa_mqa(request, dtype, q_heads, kv_heads, causal):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 2, 64, 64, q_heads, kv_heads, 64, dtype), causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 2, 64, 64, q_heads, kv_heads, 64, dtype), causal=causal)
 
 
 @pytest.mark.parametrize(
@@ -119,16 +87,16 @@ def test_gqa_mqa(request, dtype, q_heads, kv_heads, causal):
 )
 def test_ragged_lengths(request, q_len, kv_len, causal):
     """Lengths not divisible by the 32 blocks (padded in the wrapper) and Sq != Skv (bottom-right causal)."""
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, q_len, kv_len, 2, 1, 64, jnp.float32), causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, q_len, kv_len, 2, 1, 64, jnp.float32), causal=causal)
 
 
 def test_mixed_blocks_ragged(request):
     """Different forward/backward tiles (padding to their lcm) with a window, GQA and segment ids at once."""
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 2, 90, 70, 4, 2, 64, jnp.float32)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 2, 90, 70, 4, 2, 64, jnp.float32)
     blocks = dict(block_q=32, block_kv=16, block_q_bwd=16, block_kv_bwd=64)
-    ids = dict(q_segment_ids=_segments(rng, 2, 90, 0, 2), kv_segment_ids=_segments(rng, 2, 70, 0, 2))
+    ids = dict(q_segment_ids=segments(rng, 2, 90, 0, 2), kv_segment_ids=segments(rng, 2, 70, 0, 2))
     _compare(rng, q, k, v, blocks=blocks, causal=True, window=(24, None), **ids)
 
 
@@ -136,13 +104,13 @@ def test_mixed_blocks_ragged(request):
     "dtype,head_dim", [(jnp.float32, 64), (jnp.float32, 128), (jnp.float32, 256), (jnp.bfloat16, 256)]
 )
 def test_head_dims(request, dtype, head_dim):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, 32, 32, 2, 2, head_dim, dtype), blocks=dict(block_q=16, block_kv=16), causal=True)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, 32, 32, 2, 2, head_dim, dtype), blocks=dict(block_q=16, block_kv=16), causal=True)
 
 
 def test_head_dim_not_power_of_two(request):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, 32, 32, 2, 1, 48, jnp.float32))
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, 32, 32, 2, 1, 48, jnp.float32))
 
 
 @pytest.mark.parametrize(
@@ -150,8 +118,8 @@ def test_head_dim_not_power_of_two(request):
     [((8, 4), False), ((16, None), False), ((None, 5), False), ((0, 2), False), ((8, 4), True), ((20, None), True)],
 )
 def test_sliding_window(request, window, causal):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, 96, 96, 2, 1, 64, jnp.float32), window=window, causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, 96, 96, 2, 1, 64, jnp.float32), window=window, causal=causal)
 
 
 @pytest.mark.parametrize(
@@ -160,8 +128,8 @@ def test_sliding_window(request, window, causal):
 )
 def test_band_edges_on_tile_boundaries(request, window, causal, q_len, kv_len):
     """Bands whose first/last visible key (query) sits exactly on a 16-tile edge: catches off-by-one tile skipping."""
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 1, q_len, kv_len, 1, 1, 64, jnp.float32)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 1, q_len, kv_len, 1, 1, 64, jnp.float32)
     _compare(rng, q, k, v, blocks=dict.fromkeys(BLOCKS, 16), window=window, causal=causal)
 
 
@@ -213,11 +181,11 @@ def test_window_matches_reference_mask_definition():
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_fully_masked_rows(request, dtype):
     """Query rows whose segment id has no key (and, with q_len > kv_len under causal, rows before the first key)."""
-    rng = _rng(request)
+    rng = rng_for(request)
     q_len, kv_len = 64, 48
-    q, k, v = _qkv(rng, 2, q_len, kv_len, 2, 1, 64, dtype)
-    q_ids = np.asarray(_segments(rng, 2, q_len, pad_id=-1))  # -1: a padding id that no key has
-    kv_ids = _segments(rng, 2, kv_len, pad_id=0)
+    q, k, v = qkv(rng, 2, q_len, kv_len, 2, 1, 64, dtype)
+    q_ids = np.asarray(segments(rng, 2, q_len, pad_id=-1))  # -1: a padding id that no key has
+    kv_ids = segments(rng, 2, kv_len, pad_id=0)
     got, want = _compare(rng, q, k, v, causal=True, q_segment_ids=jnp.asarray(q_ids), kv_segment_ids=kv_ids)
     dead = np.asarray(~reference.mask(q_len, kv_len, causal=True, q_segment_ids=q_ids, kv_segment_ids=kv_ids).any(-1))
     assert dead[:, : q_len - kv_len].all() and (q_ids == -1).any() and dead[q_ids == -1].all()
@@ -228,12 +196,12 @@ def test_fully_masked_rows(request, dtype):
 
 def test_all_rows_masked(request):
     """Nothing visible anywhere: zeros out, zero (finite) gradients."""
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 1, 32, 32, 2, 2, 64, jnp.float32)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 1, 32, 32, 2, 2, 64, jnp.float32)
     ct = jnp.asarray(rng.standard_normal(q.shape, np.float32))
     ids = dict(q_segment_ids=jnp.ones((1, 32), jnp.int32), kv_segment_ids=jnp.zeros((1, 32), jnp.int32))
     for impl in (pallas.attention, reference.attention):
-        for x in _run(impl, q, k, v, ct, **ids):
+        for x in run(impl, q, k, v, ct, **ids):
             assert np.isfinite(np.asarray(x)).all() and not np.asarray(x).any()
 
 
@@ -268,9 +236,9 @@ def _naive_numpy(q, k, v, *, causal, window, q_ids, kv_ids, scale):
 
 @pytest.mark.parametrize("causal,window", [(True, (6, None)), (False, (5, 3))])
 def test_reference_against_naive_numpy(request, causal, window):
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 2, 12, 20, 4, 2, 8, jnp.float32)
-    q_ids, kv_ids = _segments(rng, 2, 12, 0, 2), _segments(rng, 2, 20, 0, 2)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 2, 12, 20, 4, 2, 8, jnp.float32)
+    q_ids, kv_ids = segments(rng, 2, 12, 0, 2), segments(rng, 2, 20, 0, 2)
     got = reference.attention(
         q, k, v, causal=causal, window=window, q_segment_ids=q_ids, kv_segment_ids=kv_ids, scale=0.3
     )

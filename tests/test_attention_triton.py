@@ -6,8 +6,6 @@ computed under jax.jit. The interpreter runs every program of the grid in Python
 interpreter tiles (fwd 32x16, dK/dV 16x32, dQ 32x16) make them span several tiles with ragged tails.
 """
 
-import zlib
-
 import numpy as np
 import pytest
 
@@ -15,50 +13,19 @@ pytest.importorskip("triton", reason="triton is not installed (pip install -e '.
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from attention_helpers import TOL, qkv, rng_for, run, segments  # noqa: E402
 
 from kernels.attention import reference  # noqa: E402
 from kernels.attention import triton as fa  # noqa: E402
 
-TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2, jnp.float16: 2e-2}
 SMALL = fa.LaunchConfig(*(fa.KernelConfig(16, 16, 4, 1),) * 3, source="test")  # the most tiles per sequence
-
-
-def _rng(request) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
-
-
-def _qkv(rng, batch, q_len, kv_len, q_heads, kv_heads, head_dim, dtype):
-    q = rng.standard_normal((batch, q_len, q_heads, head_dim), np.float32)
-    k = rng.standard_normal((batch, kv_len, kv_heads, head_dim), np.float32)
-    v = rng.standard_normal((batch, kv_len, kv_heads, head_dim), np.float32)
-    return tuple(jnp.asarray(x, dtype) for x in (q, k, v))
-
-
-def _segments(rng, batch, length, pad_id, n_segments=3):
-    """int32 [batch, length]: n_segments random-length packed segments (ids 1..n) then a padding tail of pad_id."""
-    ids = np.full((batch, length), pad_id, np.int32)
-    for b in range(batch):
-        used = int(rng.integers(length * 3 // 4, length))  # leave a padding tail
-        cuts = np.sort(rng.choice(np.arange(1, used), n_segments - 1, replace=False))
-        for s, (lo, hi) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, used], strict=True)):
-            ids[b, lo:hi] = s + 1
-    return jnp.asarray(ids)
-
-
-def _run(impl, q, k, v, ct, **kw):
-    def loss(q, k, v):
-        out = impl(q, k, v, **kw)
-        return jnp.sum(out.astype(jnp.float32) * ct), out
-
-    (dq, dk, dv), out = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(q, k, v)
-    return out, dq, dk, dv
 
 
 def _compare(rng, q, k, v, config=None, tol=None, **kw):
     """Runs both implementations; asserts dtypes, finiteness and the relative error of out, dq, dk, dv."""
     ct = jnp.asarray(rng.standard_normal(q.shape, np.float32))
-    got = _run(fa.attention, q, k, v, ct, config=config, **kw)
-    want = _run(reference.attention, q, k, v, ct, **kw)
+    got = run(fa.attention, q, k, v, ct, config=config, **kw)
+    want = run(reference.attention, q, k, v, ct, **kw)
     tol = TOL[q.dtype.type] if tol is None else tol
     for name, g, w, x in zip(("out", "dq", "dk", "dv"), got, want, (q, q, k, v), strict=True):
         assert g.shape == x.shape and g.dtype == x.dtype, (name, g.shape, g.dtype)
@@ -75,13 +42,13 @@ def _compare(rng, q, k, v, config=None, tol=None, **kw):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("causal", [False, True])
 def test_plain_and_causal(request, dtype, causal):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 2, 48, 48, 2, 2, 64, dtype), causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 2, 48, 48, 2, 2, 64, dtype), causal=causal)
 
 
 def test_float16_and_custom_scale(request):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, 40, 40, 2, 1, 32, jnp.float16), causal=True, scale=0.3)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, 40, 40, 2, 1, 32, jnp.float16), causal=True, scale=0.3)
 
 
 @pytest.mark.parametrize(
@@ -95,9 +62,9 @@ def test_float16_and_custom_scale(request):
 )
 def test_segment_ids(request, dtype, causal, q_len, kv_len):
     """Separate q/kv ids (different boundaries), each with a padding segment (id 0) at the tail."""
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 2, q_len, kv_len, 2, 1, 32, dtype)
-    q_ids, kv_ids = _segments(rng, 2, q_len, pad_id=0), _segments(rng, 2, kv_len, pad_id=0)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 2, q_len, kv_len, 2, 1, 32, dtype)
+    q_ids, kv_ids = segments(rng, 2, q_len, pad_id=0), segments(rng, 2, kv_len, pad_id=0)
     n = min(q_len, kv_len)
     assert not np.array_equal(np.asarray(q_ids)[:, :n], np.asarray(kv_ids)[:, :n])
     _compare(rng, q, k, v, causal=causal, q_segment_ids=q_ids, kv_segment_ids=kv_ids)
@@ -108,8 +75,8 @@ def test_segment_ids(request, dtype, causal, q_len, kv_len):
     [(jnp.float32, 4, 2, False), (jnp.float32, 4, 2, True), (jnp.float32, 4, 1, True), (jnp.bfloat16, 4, 1, False)],
 )
 def test_gqa_mqa(request, dtype, q_heads, kv_heads, causal):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, 40, 40, q_heads, kv_heads, 32, dtype), causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, 40, 40, q_heads, kv_heads, 32, dtype), causal=causal)
 
 
 @pytest.mark.parametrize(
@@ -118,23 +85,23 @@ def test_gqa_mqa(request, dtype, q_heads, kv_heads, causal):
 )
 def test_ragged_lengths(request, q_len, kv_len, causal):
     """Lengths not divisible by the tiles (boundary masks) and Sq != Skv (bottom-right causal alignment)."""
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, q_len, kv_len, 2, 1, 32, jnp.float32), causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, q_len, kv_len, 2, 1, 32, jnp.float32), causal=causal)
 
 
 def test_small_tiles_everything(request):
     """16x16 tiles in all kernels with a window, GQA, segment ids and ragged Sq != Skv at once."""
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 2, 45, 38, 4, 2, 32, jnp.float32)
-    ids = dict(q_segment_ids=_segments(rng, 2, 45, 0, 2), kv_segment_ids=_segments(rng, 2, 38, 0, 2))
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 2, 45, 38, 4, 2, 32, jnp.float32)
+    ids = dict(q_segment_ids=segments(rng, 2, 45, 0, 2), kv_segment_ids=segments(rng, 2, 38, 0, 2))
     _compare(rng, q, k, v, config=SMALL, causal=True, window=(12, None), **ids)
 
 
 def test_tiles_larger_than_sequence(request):
     """Table tiles bigger than the sequence are clamped; one tile covers everything."""
-    rng = _rng(request)
+    rng = rng_for(request)
     big = {"fwd": {"BLOCK_M": 128, "BLOCK_N": 64}, "bwd_dkv": {"BLOCK_M": 64, "BLOCK_N": 128}}
-    _compare(rng, *_qkv(rng, 1, 20, 24, 2, 2, 16, jnp.float32), config=big, causal=True)
+    _compare(rng, *qkv(rng, 1, 20, 24, 2, 2, 16, jnp.float32), config=big, causal=True)
 
 
 @pytest.mark.parametrize(
@@ -142,14 +109,14 @@ def test_tiles_larger_than_sequence(request):
     [(jnp.float32, 64, 32), (jnp.float32, 128, 32), (jnp.bfloat16, 128, 32), (jnp.float32, 256, 16)],
 )
 def test_head_dims(request, dtype, head_dim, seq):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, seq, seq, 2, 1, head_dim, dtype), causal=True)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, seq, seq, 2, 1, head_dim, dtype), causal=True)
 
 
 def test_head_dim_not_power_of_two(request):
     """head_dim 48 is zero-padded to 64 in the wrapper (exact); the output keeps 48 columns."""
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, 24, 24, 2, 1, 48, jnp.float32))
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, 24, 24, 2, 1, 48, jnp.float32))
 
 
 @pytest.mark.parametrize(
@@ -166,18 +133,18 @@ def test_head_dim_not_power_of_two(request):
     ],
 )
 def test_sliding_window(request, window, causal, q_len, kv_len):
-    rng = _rng(request)
-    _compare(rng, *_qkv(rng, 1, q_len, kv_len, 2, 1, 32, jnp.float32), window=window, causal=causal)
+    rng = rng_for(request)
+    _compare(rng, *qkv(rng, 1, q_len, kv_len, 2, 1, 32, jnp.float32), window=window, causal=causal)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_fully_masked_rows(request, dtype):
     """Rows whose segment id no key has, and (q_len > kv_len under causal) rows before the first key."""
-    rng = _rng(request)
+    rng = rng_for(request)
     q_len, kv_len = 40, 28
-    q, k, v = _qkv(rng, 2, q_len, kv_len, 2, 1, 32, dtype)
-    q_ids = np.asarray(_segments(rng, 2, q_len, pad_id=-1))  # -1: a padding id that no key has
-    kv_ids = _segments(rng, 2, kv_len, pad_id=0)
+    q, k, v = qkv(rng, 2, q_len, kv_len, 2, 1, 32, dtype)
+    q_ids = np.asarray(segments(rng, 2, q_len, pad_id=-1))  # -1: a padding id that no key has
+    kv_ids = segments(rng, 2, kv_len, pad_id=0)
     got, want = _compare(rng, q, k, v, causal=True, q_segment_ids=jnp.asarray(q_ids), kv_segment_ids=kv_ids)
     dead = np.asarray(~reference.mask(q_len, kv_len, causal=True, q_segment_ids=q_ids, kv_segment_ids=kv_ids).any(-1))
     assert dead[:, : q_len - kv_len].all() and (q_ids == -1).any() and dead[q_ids == -1].all()
@@ -187,18 +154,18 @@ def test_fully_masked_rows(request, dtype):
 
 def test_all_rows_masked(request):
     """Nothing visible anywhere: zeros out, zero (finite) gradients."""
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 1, 24, 24, 2, 2, 32, jnp.float32)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 1, 24, 24, 2, 2, 32, jnp.float32)
     ct = jnp.asarray(rng.standard_normal(q.shape, np.float32))
     ids = dict(q_segment_ids=jnp.ones((1, 24), jnp.int32), kv_segment_ids=jnp.zeros((1, 24), jnp.int32))
-    for x in _run(fa.attention, q, k, v, ct, **ids):
+    for x in run(fa.attention, q, k, v, ct, **ids):
         assert np.isfinite(np.asarray(x)).all() and not np.asarray(x).any()
 
 
 def test_eager_and_jit_agree(request):
     """Outside jax.jit (eager custom_vjp) the result is the same as under jit."""
-    rng = _rng(request)
-    q, k, v = _qkv(rng, 1, 20, 20, 2, 1, 16, jnp.float32)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, 1, 20, 20, 2, 1, 16, jnp.float32)
     eager = fa.attention(q, k, v, causal=True)
     jitted = jax.jit(lambda q, k, v: fa.attention(q, k, v, causal=True))(q, k, v)
     np.testing.assert_array_equal(np.asarray(eager), np.asarray(jitted))
@@ -416,11 +383,9 @@ def test_gpu_against_reference(request, dtype, case):
     case = dict(case)
     batch, q_len, q_heads, kv_heads, head_dim = case.pop("shape")
     kv_len = case.pop("kv_len", q_len)
-    rng = _rng(request)
-    q, k, v = _qkv(rng, batch, q_len, kv_len, q_heads, kv_heads, head_dim, dtype)
+    rng = rng_for(request)
+    q, k, v = qkv(rng, batch, q_len, kv_len, q_heads, kv_heads, head_dim, dtype)
     if case.pop("segments", False):
-        case.update(
-            q_segment_ids=_segments(rng, batch, q_len, 0, 4), kv_segment_ids=_segments(rng, batch, kv_len, 0, 4)
-        )
+        case.update(q_segment_ids=segments(rng, batch, q_len, 0, 4), kv_segment_ids=segments(rng, batch, kv_len, 0, 4))
     # float32: 1e-4 rather than 1e-5, for reductions over ~1000 keys/queries in a different order than XLA's.
     _compare(rng, q, k, v, tol=1e-4 if dtype == jnp.float32 else None, **case)
