@@ -43,3 +43,28 @@ def field_matches(value: Any, want: Any) -> bool:
     if isinstance(want, list):
         return value in want
     return value == want
+
+
+def best_entry(entries: list[dict[str, Any]], device: str, call: dict[str, Any]) -> tuple[int, dict] | None:
+    """(index, entry) of the most specific entry matching `device` and every field of `call`, or None.
+
+    An entry's `device` may name the device, its class (`"gpu"`, `"interpret"`) or `"*"`; other fields match via
+    `field_matches`. Score: a named device 10, each other field the entry gives 1; ties go to the earlier entry.
+    """
+    device_class = "interpret" if device == "interpret" else "gpu"
+    best, best_score = None, -1
+    for i, entry in enumerate(entries):
+        want = entry.get("device", "*")
+        names = want if isinstance(want, list) else [want]
+        if device in names:
+            score = 10
+        elif device_class in names or "*" in names:
+            score = 0
+        else:
+            continue
+        if not all(field_matches(call[k], entry.get(k, "*")) for k in call):
+            continue
+        score += sum(entry.get(k, "*") != "*" for k in call)
+        if score > best_score:
+            best, best_score = (i, entry), score
+    return best

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels import launch_table
-from kernels.launch_table import device_key, field_matches
+from kernels.launch_table import device_key
 
 TABLE_PATH = pathlib.Path(__file__).with_name("autotune.json")
 KERNELS = ("fwd", "bwd_dkv", "bwd_dq")  # the table's per-kernel sections
@@ -158,21 +158,7 @@ def lookup_config(
     bounds = tuple(table.get("seq_buckets", (512, 2048, 8192, 32768)))
     call = dict(head_dim=head_dim, causal=bool(causal), dtype=dtype_name, seq=seq_bucket(q_len, kv_len, bounds))
     device_class = "interpret" if device == "interpret" else "gpu"
-    best, best_score = None, -1
-    for i, entry in enumerate(table["entries"]):
-        want_device = entry.get("device", "*")
-        names = want_device if isinstance(want_device, list) else [want_device]
-        if device in names:
-            score = 10
-        elif device_class in names or "*" in names:
-            score = 0
-        else:
-            continue
-        if not all(field_matches(call[k], entry.get(k, "*")) for k in call):
-            continue
-        score += sum(entry.get(k, "*") != "*" for k in call)
-        if score > best_score:
-            best, best_score = (i, entry), score
+    best = launch_table.best_entry(table["entries"], device, call)
     if best is not None:
         i, entry = best
         return LaunchConfig.from_json(entry, f"autotune.json entries[{i}]")

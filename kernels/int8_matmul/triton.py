@@ -313,21 +313,7 @@ def lookup_config(
     device = device_key() if device is None else device
     call = dict(mode=mode, m=m_bucket(m, tuple(table.get("m_buckets", (1, 16, 64, 256)))))
     device_class = "interpret" if device == "interpret" else "gpu"
-    best, best_score = None, -1
-    for i, entry in enumerate(table["entries"]):
-        want = entry.get("device", "*")
-        names = want if isinstance(want, list) else [want]
-        if device in names:
-            score = 10
-        elif device_class in names or "*" in names:
-            score = 0
-        else:
-            continue
-        if not all(field_matches(call[k], entry.get(k, "*")) for k in call):
-            continue
-        score += sum(entry.get(k, "*") != "*" for k in call)
-        if score > best_score:
-            best, best_score = (i, entry), score
+    best = launch_table.best_entry(table["entries"], device, call)
     if best is not None:
         i, entry = best
         return MatmulConfig.from_json(entry, f"autotune.json entries[{i}]")
