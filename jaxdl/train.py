@@ -21,6 +21,7 @@ from jaxdl import config as config_lib
 from jaxdl import data, models, optim
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.layers.quantized import apply_quant
+from jaxdl.losses import batch_loss, xent_sums
 from jaxdl.metrics import MetricWriter, Progress, mean_over_steps, write_run_files
 from jaxdl.models._common import aux_loss
 from jaxdl.parallel import rules as rules_lib
@@ -31,15 +32,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteError(FloatingPointError):
     """Raised by the NaN/inf guard; names the step and the first non-finite tensor."""
-
-
-def classification_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None):
-    """Mean softmax cross-entropy and accuracy over `[batch, classes]` float32 logits and int labels."""
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    if mask is None:
-        return losses.mean(), correct.mean()
-    return (losses * mask).sum(), (correct * mask).sum()
 
 
 def guard_names(params) -> list[str]:
@@ -79,7 +71,7 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
     def loss_fn(params, rest, batch, key):
         model = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables at this trace level
         logits = model(batch["input"], train=True, rngs=nnx.Rngs(dropout=key))
-        loss, acc = classification_loss(logits, batch["label"])
+        loss, acc = batch_loss(logits, batch)
         loss = loss + aux_loss(model)  # e.g. MoE load balancing; 0 for most models
         return loss, (nnx.state(model, nnx.Not(nnx.Param)), acc)
 
@@ -134,8 +126,8 @@ def make_eval_step(graphdef):
     def eval_step(params, rest, batch):
         model = nnx.merge(graphdef, params, rest)
         logits = model(batch["input"], train=False)
-        loss_sum, correct = classification_loss(logits, batch["label"], batch["mask"])
-        return {"loss_sum": loss_sum, "correct": correct, "count": batch["mask"].sum()}
+        loss_sum, correct, count = xent_sums(logits, batch["label"], batch["mask"])
+        return {"loss_sum": loss_sum, "correct": correct, "count": count}
 
     return eval_step
 

@@ -16,10 +16,11 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxdl import config as config_lib
 from jaxdl import data, models, optim
+from jaxdl.losses import classification_loss
 from jaxdl.metrics import read_metrics
 from jaxdl.parallel import rules as rules_lib
 from jaxdl.parallel.mesh import make_mesh
-from jaxdl.train import classification_loss, sharding_context, train_and_evaluate
+from jaxdl.train import sharding_context, train_and_evaluate
 
 MODEL = dict(name="transformer", depth=4, dim=32, heads=8, mlp_dim=64)
 GPIPE = dict(pipeline_microbatches=4)

@@ -27,8 +27,9 @@ from experiments.quantization.config import get_config, get_study  # noqa: E402
 from jaxdl import data  # noqa: E402
 from jaxdl.compress import quantize as Q  # noqa: E402
 from jaxdl.layers.quantized import apply_quant  # noqa: E402
+from jaxdl.losses import classification_loss  # noqa: E402
 from jaxdl.metrics import environment  # noqa: E402
-from jaxdl.train import classification_loss, train_and_evaluate  # noqa: E402
+from jaxdl.train import train_and_evaluate  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Where the fp32 runs, quantized checkpoints, results.json and table.md go.")
