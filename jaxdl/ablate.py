@@ -52,7 +52,7 @@ from jaxdl import models
 NAME_KEY = "_name"
 MAIN_METRICS = ("eval/accuracy", "eval/loss")
 FINAL_TRAIN_METRICS = ("train/loss", "train/accuracy")  # last logged values, also stored in result.json
-CURVES = ("train/loss", "eval/accuracy")
+CURVES = ("train/loss", "train/error", "eval/accuracy")  # x/error = 1 - x/accuracy
 
 Cell = dict[str, Any]
 
@@ -71,6 +71,9 @@ def _merge(parts: Sequence[Mapping[str, Any]]) -> Cell:
     out: Cell = {}
     for part in parts:
         for k, v in part.items():
+            if k == NAME_KEY and k in out:  # named parts combine their names: "resnet20,crop+flip"
+                out[k] = f"{out[k]},{v}"
+                continue
             if k in out:
                 raise ValueError(f"sweep key {k!r} is set by two combined axes")
             out[k] = v
@@ -424,6 +427,8 @@ def _write_text(path: str, text: str) -> None:
 def _curve(rdir: str, key: str) -> dict[int, float]:
     from jaxdl.metrics import read_metrics
 
+    if key.endswith("/error"):
+        return {s: 1.0 - a for s, a in _curve(rdir, key.removesuffix("/error") + "/accuracy").items()}
     try:
         return {r["step"]: r[key] for r in read_metrics(rdir) if key in r}
     except FileNotFoundError:
@@ -431,7 +436,7 @@ def _curve(rdir: str, key: str) -> dict[int, float]:
 
 
 def plot_curves(workdir: str, entries: Sequence[dict]) -> str:
-    """learning_curves.png: train/loss and eval/accuracy vs step, per cell mean with a ±std band over seeds."""
+    """learning_curves.png: train/loss, training error and eval/accuracy vs step, per cell mean with a ±std band over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")

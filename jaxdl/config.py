@@ -12,6 +12,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from jaxdl import models, optim
+from jaxdl.data import augment
 from jaxdl.layers import quantized
 from jaxdl.layers.remat import check_policy
 from jaxdl.parallel import rules as rules_lib
@@ -41,6 +42,8 @@ def base() -> ConfigDict:
     c.data.batch_size = 128  # global batch (all processes, all microbatches)
     c.data.eval_batch_size = 1000
     c.data.prefetch = 2
+    c.data.train_fraction = 1.0  # < 1: a class-stratified subset of the train split (jaxdl.data.subset), seeded
+    c.data.augment = ConfigDict(augment.DEFAULTS)  # train-time image augmentation (jaxdl.data.augment)
 
     c.model = ConfigDict(dict(name=""), type_safe=False)  # required: a jaxdl.models module name
     c.optim = optim.defaults()
@@ -61,6 +64,8 @@ def base() -> ConfigDict:
     c.train.async_checkpoints = True
     c.train.nan_guard = True  # skip non-finite updates and stop, naming the step and tensor
     c.train.progress = True  # progress bar on stderr
+    c.train.init_from = ""  # a finished run's workdir: start from its params/batch stats where names+shapes match
+    c.train.init_exclude = ""  # with init_from: comma-separated path substrings to keep fresh (e.g. "head")
     c.lock()  # a typo'd key in an experiment file fails at once; `config.model` is replaced, so stays free-form
     return c
 
@@ -137,6 +142,8 @@ def validate(config: ConfigDict) -> ConfigDict:
     for key in ("batch_size", "eval_batch_size"):
         if config.data[key] < 1:
             raise ValueError(f"config.data.{key} must be >= 1, got {config.data[key]}")
+    if not 0 < config.data.train_fraction <= 1:
+        raise ValueError(f"config.data.train_fraction must be in (0, 1], got {config.data.train_fraction}")
     if config.data.batch_size % config.train.grad_accum:
         raise ValueError(
             f"config.data.batch_size={config.data.batch_size} is not divisible by "

@@ -20,6 +20,7 @@ from ml_collections import ConfigDict
 from jaxdl import config as config_lib
 from jaxdl import data, models, optim
 from jaxdl.checkpoint import Checkpointer
+from jaxdl.finetune import init_from
 from jaxdl.layers.quantized import apply_quant
 from jaxdl.losses import batch_loss, xent_sums
 from jaxdl.metrics import MetricWriter, Progress, mean_over_steps, write_run_files
@@ -158,9 +159,9 @@ def check_finite(pending_flags: list[tuple[int, jax.Array]], names: list[str]) -
             )
 
 
-def init_sharded_state(config: ConfigDict, ds_info: dict, tx, mesh, rules):
-    """(graphdef, state, state_sharding): the model built for `ds_info` and initialized directly into its
-    shardings (no full copy on any device). state = {params, rest, opt_state, step, rng}."""
+def abstract_sharded_state(config: ConfigDict, ds_info: dict, tx, mesh, rules):
+    """(graphdef, abstract state, state shardings, init_state function) of `config`'s model and optimizer for
+    `ds_info`; nothing is allocated. state = {params, rest, opt_state, step, rng}."""
     root_key = jax.random.key(config.seed)
     build = lambda rngs: apply_quant(  # config.quant: QuantDense layers (same parameter tree); 'none': unchanged
         models.make(
@@ -177,9 +178,17 @@ def init_sharded_state(config: ConfigDict, ds_info: dict, tx, mesh, rules):
     with nnx.use_eager_sharding(False):
         graphdef = nnx.graphdef(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
         abstract_state = jax.eval_shape(init_state)
-        state_sharding = rules_lib.tree_shardings(abstract_state, mesh, rules)
-        rules_lib.check_divisible(abstract_state["params"], state_sharding["params"], "params")
-        rules_lib.check_divisible(abstract_state, state_sharding, "state")
+    state_sharding = rules_lib.tree_shardings(abstract_state, mesh, rules)
+    rules_lib.check_divisible(abstract_state["params"], state_sharding["params"], "params")
+    rules_lib.check_divisible(abstract_state, state_sharding, "state")
+    return graphdef, abstract_state, state_sharding, init_state
+
+
+def init_sharded_state(config: ConfigDict, ds_info: dict, tx, mesh, rules):
+    """(graphdef, state, state_sharding): the model built for `ds_info` and initialized directly into its
+    shardings (no full copy on any device). state = {params, rest, opt_state, step, rng}."""
+    graphdef, _, state_sharding, init_state = abstract_sharded_state(config, ds_info, tx, mesh, rules)
+    with nnx.use_eager_sharding(False):
         state = jax.jit(init_state, out_shardings=state_sharding)()
     return graphdef, state, state_sharding
 
@@ -204,7 +213,14 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
     data_dir = config.data.data_dir or None
     train_source = data.load(config.data.name, config.data.train_split, data_dir)
     eval_source = data.load(config.data.name, config.data.eval_split, data_dir)
-    ds_info = data.info(config.data.name)
+    ds_info = data.info(config.data.name, data_dir)
+    augment = data.augment.make_augment(config.data.augment.to_dict())
+    data.augment.check_config(config.data.augment.to_dict(), tuple(ds_info["input_shape"]))
+    if config.data.train_fraction < 1:
+        train_source = data.subset.label_fraction(
+            train_source, ds_info["label_key"], config.data.train_fraction, config.seed
+        )
+        log.info("train_fraction %g: %d examples", config.data.train_fraction, len(train_source))
     loader = data.TrainLoader(
         train_source,
         dataset=config.data.name,
@@ -212,6 +228,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
         seed=config.seed,
         sharding=batch_sharding,
         prefetch=config.data.prefetch,
+        augment=augment,
     )
     eval_batches = lambda: data.eval_batches(
         eval_source, dataset=config.data.name, batch_size=config.data.eval_batch_size, sharding=batch_sharding
@@ -251,6 +268,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
         target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_sharding)
         state, _ = ckpt.restore(target, start)
         log.info("resumed from step %d", start)
+    elif config.train.init_from:
+        state = init_from(state, config.train.init_from, mesh, rules, config.train.init_exclude)
     start = start or 0
     writer = MetricWriter(workdir, enabled=is_main, resume_step=start if start else None)
     if is_main:

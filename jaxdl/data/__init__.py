@@ -1,15 +1,18 @@
 """Offline datasets (TFDS array_record builders) and the input pipeline."""
 
+from jaxdl.data import augment, subset
 from jaxdl.data.pipeline import TrainLoader, eval_batches
 from jaxdl.data.registry import DATASETS, builder, default_data_dir, info, load, preprocess
 
 __all__ = [
     "DATASETS",
     "TrainLoader",
+    "augment",
     "builder",
     "default_data_dir",
     "eval_batches",
     "info",
     "load",
     "preprocess",
+    "subset",
 ]

@@ -6,6 +6,7 @@ Examples: `image` uint8 [28, 28, 1], `label` int in [0, 10). Splits: train 60000
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -80,3 +81,14 @@ def preprocess(examples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Stacked raw examples -> {"input": float32 [batch, 28, 28, 1] normalized, "label": int32 [batch]}."""
     x = (examples["image"].astype(np.float32) / 255.0 - MEAN) / STD
     return {"input": x, "label": examples["label"].astype(np.int32)}
+
+
+def rotation_preprocess(examples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rotation-prediction pretext task (Gidaris et al. 2018): each image rotated by k·90°, label k in [0, 4).
+
+    k is a hash (crc32) of the image's bytes, so it is fixed per image, the same on every read and in every split,
+    and uniform over the dataset; the class labels are not used."""
+    images = examples["image"]
+    k = np.array([zlib.crc32(im.tobytes()) % 4 for im in images], np.int32)
+    rotated = np.stack([np.rot90(im, int(r), axes=(0, 1)) for im, r in zip(images, k, strict=True)])
+    return {"input": preprocess(dict(examples, image=rotated))["input"], "label": k}

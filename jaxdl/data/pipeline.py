@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
+from jaxdl.data.augment import Augment
 from jaxdl.data.registry import preprocess
 
 
@@ -72,8 +73,11 @@ class TrainLoader:
         process_index: int | None = None,
         process_count: int | None = None,
         prefetch: int = 2,
+        augment: Augment | None = None,
     ):
-        self.source, self.dataset, self.seed = source, dataset, seed
+        """`augment(batch, rng)` (jaxdl.data.augment) transforms each preprocessed host batch; its generator is
+        seeded by (seed, step, process index)."""
+        self.source, self.dataset, self.seed, self.augment = source, dataset, seed, augment
         self.batch_size, self.sharding, self.prefetch = global_batch_size, sharding, max(prefetch, 1)
         self.process_index, self.process_count = _process(process_index, process_count)
         _check_batch(global_batch_size, self.process_count, sharding, "config.data.batch_size")
@@ -98,7 +102,11 @@ class TrainLoader:
         """This process's preprocessed slice of the global batch of `step`: a pure function of (seed, step)."""
         per = self.batch_size // self.process_count
         rows = self.global_indices(step)[self.process_index * per : (self.process_index + 1) * per]
-        return preprocess(self.dataset, _read(self.source, rows))
+        batch = preprocess(self.dataset, _read(self.source, rows))
+        if self.augment is not None:
+            seq = np.random.SeedSequence([self.seed, step, self.process_index, 0xA06])
+            batch = self.augment(batch, np.random.Generator(np.random.PCG64(seq)))
+        return batch
 
     def iterate(self, start_step: int) -> Iterator[dict[str, jax.Array]]:
         """Device batches for steps start_step, start_step + 1, ... (a background thread prefetches)."""

@@ -12,14 +12,26 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxdl.data import fashion_mnist, mnist1d
+from jaxdl.data import digits, fashion_mnist, mnist1d, text_corpora, translation
 
 # name: (builder class, builder config or None, preprocess)
 DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     "mnist1d": (mnist1d.Mnist1d, "default", mnist1d.preprocess),
     "mnist1d_shuffled": (mnist1d.Mnist1d, "shuffled", mnist1d.preprocess),
     "fashion_mnist": (fashion_mnist.FashionMnist, None, fashion_mnist.preprocess),
+    "fashion_mnist_rotation": (fashion_mnist.FashionMnist, None, fashion_mnist.rotation_preprocess),
+    "digits": (digits.Digits, None, digits.preprocess),
+    "pydoc_bytes128": (text_corpora.PydocBytes, "bytes128", text_corpora.preprocess),
+    "pydoc_bytes256": (text_corpora.PydocBytes, "bytes256", text_corpora.preprocess),
+    "fortunes_bytes128": (text_corpora.FortunesBytes, "bytes128", text_corpora.preprocess),
+    "fortunes_bytes256": (text_corpora.FortunesBytes, "bytes256", text_corpora.preprocess),
+    "numbers_words2digits": (translation.NumberTranslation, "words2digits", translation.preprocess),
+    "numbers_digits2words": (translation.NumberTranslation, "digits2words", translation.preprocess),
 }
+
+
+# Datasets whose preprocess defines its own labels (a pretext task): their number of classes.
+NUM_CLASSES = {"fashion_mnist_rotation": 4}
 
 
 def default_data_dir() -> str:
@@ -71,7 +83,8 @@ def info(name: str, data_dir: str | None = None) -> dict[str, Any]:
     features = b.info.features
     x_key, y_key = b.info.supervised_keys
     return {
-        "num_classes": features[y_key].num_classes,
+        "label_key": y_key,
+        "num_classes": NUM_CLASSES.get(name, features[y_key].num_classes),
         "input_shape": tuple(features[x_key].shape),
         "splits": {s: b.info.splits[s].num_examples for s in b.info.splits},
     }

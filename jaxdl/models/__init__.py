@@ -29,9 +29,22 @@ def get_class(name: str) -> type[nnx.Module]:
     return importlib.import_module(f"{__name__}.{name}").Model
 
 
+def _init_params(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword arguments of `cls.__init__`, following `**kwargs` into the base classes (e.g. vit -> transformer)."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        sig = inspect.signature(klass.__init__).parameters
+        params.update({k: v for k, v in sig.items() if v.kind != inspect.Parameter.VAR_KEYWORD and k not in params})
+        if not any(v.kind == inspect.Parameter.VAR_KEYWORD for v in sig.values()):
+            break
+    return params
+
+
 def check_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     """Fails (naming the key) on config.model keys the model does not accept, or required ones missing."""
-    params = inspect.signature(get_class(name).__init__).parameters
+    params = _init_params(get_class(name))
     accepted = [p for p in params if p not in ("self", *_PROVIDED)]
     for key in kwargs:
         if key not in accepted:

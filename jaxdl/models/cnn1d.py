@@ -6,6 +6,7 @@
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.layers.norm import apply_norm, check_norm, make_norm
 from jaxdl.layers.remat import remat as remat_fn
 from jaxdl.models._common import dense, to_dtype
 
@@ -22,13 +23,18 @@ class Model(nnx.Module):
         kernel_sizes: tuple[int, ...] = (5, 3, 3),
         stride: int = 2,
         padding: int = 1,
+        norm: str = "none",
+        dropout: float = 0.0,
         dtype: str = "float32",
         param_dtype: str = "float32",
         remat: str = "none",
         rngs: nnx.Rngs,
     ):
+        """norm (batch | group | layer | none) after each conv; dropout before the head."""
+        check_norm(norm)
         length, cin = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
         self.convs = nnx.List()
+        self.norms = nnx.List()
         for k in kernel_sizes:
             self.convs.append(
                 nnx.Conv(
@@ -43,6 +49,7 @@ class Model(nnx.Module):
                     rngs=rngs,
                 )
             )
+            self.norms.append(make_norm(norm, channels, groups=5, dtype=dtype, param_dtype=param_dtype, rngs=rngs))
             length = (length + 2 * padding - k) // stride + 1
             cin = channels
         if length < 1:
@@ -50,11 +57,13 @@ class Model(nnx.Module):
         self.head = dense(
             length * channels, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
+        self.dropout = nnx.Dropout(dropout)
         self.remat = remat
 
     def __call__(self, x: jnp.ndarray, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jnp.ndarray:
         h = x[..., None] if x.ndim == 2 else x
-        layer = remat_fn(lambda conv, h: nnx.relu(conv(h)), self.remat)
-        for conv in self.convs:
-            h = layer(conv, h)
-        return self.head(h.reshape(h.shape[0], -1)).astype(jnp.float32)
+        layer = remat_fn(lambda conv, norm, h: nnx.relu(apply_norm(norm, conv(h), train)), self.remat)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            h = layer(conv, norm, h)
+        h = self.dropout(h.reshape(h.shape[0], -1), deterministic=not train, rngs=rngs)
+        return self.head(h).astype(jnp.float32)

@@ -66,17 +66,25 @@ class Model(nnx.Module):
         moe_groups: int = 0,
         moe_aux_weight: float = 0.01,
         attention_impl: str = "xla",
+        pool: str = "mean",
         rngs: nnx.Rngs,
     ):
         """moe_experts > 0 replaces every block's MLP by a top-`moe_top_k` mixture of experts (jaxdl.layers.moe;
         moe_groups 0 = one routing group per batch shard); its load-balancing loss, times moe_aux_weight and
         summed over blocks, is added to the training loss through an `AuxLoss` variable. attention_impl picks the
-        attention op (kernels.attention.api: xla | cudnn | pallas | triton | auto)."""
+        attention op (kernels.attention.api: xla | cudnn | pallas | triton | auto). pool: "mean" over positions,
+        or "cls" (a learned class token prepended; its output feeds the head)."""
+        if pool not in ("mean", "cls"):
+            raise ValueError(f"config.model.pool={pool!r}: use 'mean' or 'cls'")
         length, feat = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.embed = dense(feat, dim, (None, "embed"), rngs=rngs, **kw)
         pos_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("length", "embed"))
-        self.pos = nnx.Param(pos_init(rngs.params(), (length, dim), to_dtype(param_dtype)))
+        self.pool = pool
+        self.pos = nnx.Param(pos_init(rngs.params(), (length + (pool == "cls"), dim), to_dtype(param_dtype)))
+        if pool == "cls":
+            cls_init = nnx.with_partitioning(nnx.initializers.zeros, (None, None, "embed"))
+            self.cls = nnx.Param(cls_init(rngs.params(), (1, 1, dim), to_dtype(param_dtype)))
 
         moe = None
         if moe_experts:
@@ -100,10 +108,10 @@ class Model(nnx.Module):
         self.aux_loss = AuxLoss(jnp.zeros((), jnp.float32))
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
-        h = x[..., None] if x.ndim == 2 else x
-        h = constrain(
-            self.embed(h) + self.pos[...].astype(self.embed.dtype or h.dtype), ("batch", "act_length", "embed")
-        )
+        h = self.embed(x[..., None] if x.ndim == 2 else x)
+        if self.pool == "cls":
+            h = jnp.concatenate([jnp.broadcast_to(self.cls[...].astype(h.dtype), (h.shape[0], 1, h.shape[-1])), h], 1)
+        h = constrain(h + self.pos[...].astype(h.dtype), ("batch", "act_length", "embed"))
         if rules.mesh_axis_size("layers") > 1:
             h = self._pipelined(h, train)
         else:
@@ -116,7 +124,8 @@ class Model(nnx.Module):
 
             h, balance = run((h, jnp.zeros((), jnp.float32)), self.blocks)
             self.aux_loss.value = self.moe_aux_weight * balance
-        return self.head(jnp.mean(self.norm(h), axis=1)).astype(jnp.float32)
+        h = self.norm(h)
+        return self.head(h[:, 0] if self.pool == "cls" else jnp.mean(h, axis=1)).astype(jnp.float32)
 
     def _pipelined(self, h: jax.Array, train: bool) -> jax.Array:
         """The blocks as pipeline stages over the mesh axes of `layers` (config.sharding.pipeline_*)."""

@@ -1,0 +1,97 @@
+"""Starting a run from another run's weights (`config.train.init_from`): pretrain -> finetune.
+
+The source run's state is rebuilt from its own `config.json` (model, optimizer, dataset) and restored from its
+latest checkpoint with the usual integrity checks; then every parameter and non-parameter model variable (e.g.
+BatchNorm statistics) whose path and shape match the new model is copied over. The rest (typically the
+classification head, when the class count differs) keeps its fresh initialization, and each skipped path is
+logged. Optimizer state and step start fresh.
+"""
+
+import json
+import logging
+import os
+
+import jax
+from ml_collections import ConfigDict
+
+from jaxdl import config as config_lib
+from jaxdl import data, optim
+from jaxdl.checkpoint import Checkpointer
+
+log = logging.getLogger(__name__)
+
+
+def source_config(workdir: str) -> ConfigDict:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config.train.init_from={workdir!r}: no config.json there (not a jaxdl run workdir)")
+    with open(path) as f:
+        saved = json.load(f)
+    c = config_lib.base()
+    c.unlock()
+    c.update_from_flattened_dict({k: v for k, v in _flatten(saved).items() if k.split(".")[0] != "model"})
+    c.model = ConfigDict(saved["model"])
+    c.train.init_from = ""
+    return config_lib.validate(c)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not (prefix + k).startswith("model"):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def load_source(workdir: str, mesh, rules) -> dict:
+    """{"params", "rest"} of the latest checkpoint of the run in `workdir` (restored to host)."""
+    from jaxdl.train import abstract_sharded_state  # the trainer imports this module
+
+    cfg = source_config(workdir)
+    tx, _ = optim.make_optimizer(cfg.optim, cfg.train.steps)
+    ds_info = data.info(cfg.data.name, cfg.data.data_dir or None)
+    _, abstract, shardings, _ = abstract_sharded_state(cfg, ds_info, tx, mesh, rules)
+    target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
+    with Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False) as ckpt:
+        restored, meta = ckpt.restore(target)
+    log.info("init_from %s: step %s of %s", workdir, meta.get("step"), cfg.model.name)
+    return {"params": restored["params"], "rest": restored["rest"]}
+
+
+def transplant(new, source, what: str, exclude: tuple[str, ...] = ()) -> tuple[object, list[str], int]:
+    """`new` with every leaf replaced by `source`'s leaf of the same path and shape (cast to new's dtype), except
+    paths containing one of the `exclude` substrings. Returns (tree, skipped paths, number copied)."""
+    src = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(source)}
+    skipped, copied = [], 0
+
+    def pick(path, x):
+        nonlocal copied
+        key = jax.tree_util.keystr(path)
+        y = src.get(key)
+        if any(e in key for e in exclude):
+            skipped.append(f"{what}{key} (excluded)")
+            return x
+        if y is None or y.shape != x.shape:
+            skipped.append(f"{what}{key}" + ("" if y is None else f" (shape {y.shape} -> {x.shape})"))
+            return x
+        copied += 1
+        return jax.device_put(y.astype(x.dtype), x.sharding)
+
+    return jax.tree_util.tree_map_with_path(pick, new), skipped, copied
+
+
+def init_from(state: dict, workdir: str, mesh, rules, exclude: str = "") -> dict:
+    """`state` with params and model variables copied from the run in `workdir` where they fit; `exclude`:
+    comma-separated substrings of paths to keep fresh (config.train.init_exclude, e.g. "head")."""
+    patterns = tuple(p for p in exclude.split(",") if p)
+    source = load_source(workdir, mesh, rules)
+    params, skipped_p, n_p = transplant(state["params"], source["params"], "params", patterns)
+    rest, skipped_r, n_r = transplant(state["rest"], source["rest"], "rest", patterns)
+    if n_p == 0:
+        raise ValueError(f"config.train.init_from={workdir!r}: no parameter matches the new model by path and shape")
+    for s in skipped_p + skipped_r:
+        log.info("init_from: kept fresh %s", s)
+    log.info("init_from: copied %d params and %d other variables from %s", n_p, n_r, workdir)
+    return dict(state, params=params, rest=rest)
