@@ -1,0 +1,249 @@
+"""BERT encoder (Devlin et al. 2019) in NNX, laid out so Hugging Face BERT checkpoints map onto it tensor by tensor.
+
+token ids [batch, length] -> word + position + token-type embeddings -> LayerNorm -> `depth` post-LN blocks
+(x = LN(x + attn(x)); x = LN(x + mlp(x)), exact erf GELU, padding masked out of attention) -> one head:
+
+- `head="mlm"`: masked-LM head (dense + GELU + LayerNorm, decoder tied to the word embeddings) -> logits
+  [batch, length, vocab]; here `num_classes` is the vocabulary size (the registry convention for language models);
+- `head="classify"`: `pool="cls"` (BERT's pooler: tanh(dense([CLS]))) or `pool="mean"` (mean over real tokens)
+  -> dropout -> linear -> logits [batch, num_classes];
+- `head="encoder"`: the last hidden states [batch, length, dim] (for feature extraction).
+
+`Model.sentence_embedding` is the sentence-transformers pipeline (mean over real tokens, then L2 normalize).
+Token id `pad_id` (0 = [PAD]) gives the attention mask unless one is passed. Layers are a Python list (one module
+per layer, as in HF checkpoints; `jaxdl.convert.hf_bert` maps the weights). All outputs are float32.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdl.models._common import to_dtype
+from jaxdl.parallel.rules import constrain
+
+HEADS = ("mlm", "classify", "encoder")
+POOLS = ("cls", "mean")
+BERT_UNCASED_VOCAB = 30522
+
+
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple, dtype, init=None) -> nnx.Param:
+    init = nnx.initializers.normal(0.02) if init is None else init  # BERT's initializer_range
+    return nnx.Param(nnx.with_partitioning(init, axes)(rngs.params(), shape, dtype))
+
+
+def _layer_norm(dim: int, eps: float, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    return nnx.LayerNorm(
+        dim,
+        epsilon=eps,
+        dtype=to_dtype(dtype),
+        param_dtype=to_dtype(param_dtype),
+        scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)),
+        rngs=rngs,
+    )
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """The exact (erf) GELU that HF BERT's `hidden_act="gelu"` uses."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+def mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of `hidden` [batch, length, dim] over positions where `mask` [batch, length] is true (as
+    sentence-transformers' Pooling: the count is clamped to 1e-9)."""
+    m = mask.astype(jnp.float32)[..., None]
+    return jnp.sum(hidden.astype(jnp.float32) * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1e-9)
+
+
+class Attention(nnx.Module):
+    """Bidirectional multi-head attention with biases; q/k/v kernels [embed, heads, kv], out [heads, kv, embed]."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, *, dtype: str, param_dtype: str, rngs: nnx.Rngs):
+        if dim % heads:
+            raise ValueError(f"config.model.dim={dim} is not divisible by config.model.heads={heads}")
+        kv, pdt, zeros = dim // heads, to_dtype(param_dtype), nnx.initializers.zeros
+        for name in ("query", "key", "value"):
+            setattr(self, name, _param(rngs, (dim, heads, kv), ("embed", "heads", "kv"), pdt))
+            setattr(self, f"{name}_bias", _param(rngs, (heads, kv), ("heads", "kv"), pdt, zeros))
+        self.out = _param(rngs, (heads, kv, dim), ("heads", "kv", "embed"), pdt)
+        self.out_bias = _param(rngs, (dim,), ("embed",), pdt, zeros)
+        self.dropout = nnx.Dropout(dropout)
+        self.dtype = to_dtype(dtype)
+
+    def __call__(self, x: jax.Array, mask: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
+        """x [batch, length, embed], mask [batch, length] (True = attend to this key) -> [batch, length, embed]."""
+        dt = self.dtype
+
+        def proj(w, b):
+            y = jnp.einsum("bld,dhk->blhk", x.astype(dt), w[...].astype(dt)) + b[...].astype(dt)
+            return constrain(y, ("batch", "length", "heads", "kv"))
+
+        q, k, v = proj(self.query, self.query_bias), proj(self.key, self.key_bias), proj(self.value, self.value_bias)
+        scores = jnp.einsum("bqhk,bthk->bhqt", q, k).astype(jnp.float32) / jnp.sqrt(jnp.float32(q.shape[-1]))
+        scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
+        probs = self.dropout(jax.nn.softmax(scores, axis=-1), deterministic=not train, rngs=rngs)
+        ctx = jnp.einsum("bhqt,bthk->bqhk", probs.astype(dt), v)
+        return jnp.einsum("blhk,hkd->bld", ctx, self.out[...].astype(dt)) + self.out_bias[...].astype(dt)
+
+
+class Layer(nnx.Module):
+    """BERT's post-LN block: x = LN(x + drop(attn(x))); x = LN(x + drop(down(gelu(up(x)))))."""
+
+    def __init__(self, dim, heads, mlp_dim, dropout, attention_dropout, eps, *, dtype, param_dtype, rngs):
+        pdt, zeros = to_dtype(param_dtype), nnx.initializers.zeros
+        self.attention = Attention(dim, heads, attention_dropout, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.attention_norm = _layer_norm(dim, eps, dtype, param_dtype, rngs)
+        self.up = _param(rngs, (dim, mlp_dim), ("embed", "mlp"), pdt)
+        self.up_bias = _param(rngs, (mlp_dim,), ("mlp",), pdt, zeros)
+        self.down = _param(rngs, (mlp_dim, dim), ("mlp", "embed"), pdt)
+        self.down_bias = _param(rngs, (dim,), ("embed",), pdt, zeros)
+        self.output_norm = _layer_norm(dim, eps, dtype, param_dtype, rngs)
+        self.dropout = nnx.Dropout(dropout)
+        self.dtype = to_dtype(dtype)
+
+    def __call__(self, x: jax.Array, mask: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
+        drop = lambda y: self.dropout(y, deterministic=not train, rngs=rngs)
+        x = self.attention_norm(x + drop(self.attention(x, mask, train, rngs)))
+        dt = self.dtype
+        h = gelu(x.astype(dt) @ self.up[...].astype(dt) + self.up_bias[...].astype(dt))
+        h = constrain(h, ("batch", "length", "mlp"))
+        x = self.output_norm(x + drop(h @ self.down[...].astype(dt) + self.down_bias[...].astype(dt)))
+        return constrain(x, ("batch", "act_length", "embed"))
+
+
+class Model(nnx.Module):
+    """int token ids [batch, length] -> float32 logits (see the module docstring for the heads)."""
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        head: str = "mlm",
+        pool: str = "cls",
+        vocab_size: int | None = None,
+        depth: int = 2,
+        dim: int = 64,
+        heads: int = 4,
+        mlp_dim: int = 256,
+        max_positions: int = 512,
+        type_vocab_size: int = 2,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        pad_id: int = 0,
+        dtype: str = "float32",
+        param_dtype: str = "float32",
+        rngs: nnx.Rngs,
+    ):
+        """vocab_size: for head="mlm" it defaults to (and must equal) num_classes; otherwise it defaults to
+        BERT's uncased WordPiece vocabulary (30522). pool: "cls" or "mean", for head="classify"."""
+        if head not in HEADS:
+            raise ValueError(f"config.model.head={head!r}: choose one of {HEADS}")
+        if pool not in POOLS:
+            raise ValueError(f"config.model.pool={pool!r}: choose one of {POOLS}")
+        if len(input_shape) != 1:
+            raise ValueError(f"bert: input_shape={input_shape} must be (length,) of token ids")
+        if input_shape[0] > max_positions:
+            raise ValueError(f"bert: input length {input_shape[0]} exceeds config.model.max_positions={max_positions}")
+        if head == "mlm":
+            if vocab_size is not None and vocab_size != num_classes:
+                raise ValueError(f"config.model.vocab_size={vocab_size} != num_classes={num_classes} (head='mlm')")
+            vocab_size = num_classes
+        vocab_size = BERT_UNCASED_VOCAB if vocab_size is None else vocab_size
+        pdt, zeros = to_dtype(param_dtype), nnx.initializers.zeros
+        kw = dict(dtype=dtype, param_dtype=param_dtype)
+        self.word_embeddings = _param(rngs, (vocab_size, dim), ("vocab", "embed"), pdt)
+        self.position_embeddings = _param(rngs, (max_positions, dim), (None, "embed"), pdt)
+        self.token_type_embeddings = _param(rngs, (type_vocab_size, dim), (None, "embed"), pdt)
+        self.embeddings_norm = _layer_norm(dim, layer_norm_eps, dtype, param_dtype, rngs)
+        self.layers = nnx.List(
+            [
+                Layer(dim, heads, mlp_dim, dropout, attention_dropout, layer_norm_eps, **kw, rngs=rngs)
+                for _ in range(depth)
+            ]
+        )
+        self.pooler = _param(rngs, (dim, dim), ("embed", None), pdt)  # HF's BertModel pooler (dense + tanh)
+        self.pooler_bias = _param(rngs, (dim,), (None,), pdt, zeros)
+        if head == "mlm":
+            self.mlm_dense = _param(rngs, (dim, dim), ("embed", None), pdt)
+            self.mlm_dense_bias = _param(rngs, (dim,), (None,), pdt, zeros)
+            self.mlm_norm = _layer_norm(dim, layer_norm_eps, dtype, param_dtype, rngs)
+            self.mlm_bias = _param(rngs, (vocab_size,), ("vocab",), pdt, zeros)
+        elif head == "classify":
+            self.classifier = _param(rngs, (dim, num_classes), ("embed", "classes"), pdt)
+            self.classifier_bias = _param(rngs, (num_classes,), ("classes",), pdt, zeros)
+        self.dropout = nnx.Dropout(dropout)
+        self.head, self.pool, self.pad_id, self.vocab_size = head, pool, pad_id, vocab_size
+        self.dtype = to_dtype(dtype)
+
+    def attention_mask(self, x: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
+        """Boolean [batch, length]: the given mask, or `x != pad_id`."""
+        return (x != self.pad_id) if attention_mask is None else attention_mask.astype(bool)
+
+    def encode(
+        self,
+        x: jax.Array,
+        *,
+        attention_mask: jax.Array | None = None,
+        token_type_ids: jax.Array | None = None,
+        train: bool = False,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """Token ids [batch, length] -> last hidden states [batch, length, dim] (float32)."""
+        if x.ndim != 2:
+            raise ValueError(f"bert: token ids must be [batch, length], got shape {x.shape}")
+        length = x.shape[1]
+        if length > self.position_embeddings.shape[0]:
+            raise ValueError(f"bert: length {length} exceeds max_positions={self.position_embeddings.shape[0]}")
+        mask = self.attention_mask(x, attention_mask)
+        tt = jnp.zeros_like(x) if token_type_ids is None else token_type_ids
+        h = (
+            jnp.take(self.word_embeddings[...], x, axis=0)
+            + self.position_embeddings[...][:length][None]
+            + jnp.take(self.token_type_embeddings[...], tt, axis=0)
+        )
+        h = self.dropout(self.embeddings_norm(h.astype(self.dtype)), deterministic=not train, rngs=rngs)
+        h = constrain(h, ("batch", "act_length", "embed"))
+        for layer in self.layers:
+            h = layer(h, mask, train, rngs)
+        return h.astype(jnp.float32)
+
+    def sentence_embedding(
+        self, x: jax.Array, *, attention_mask: jax.Array | None = None, normalize: bool = True
+    ) -> jax.Array:
+        """The sentence-transformers pipeline: mean of the last hidden states over real tokens, L2-normalized
+        (norm clamped at 1e-12 as torch's F.normalize) -> [batch, dim] float32."""
+        emb = mean_pool(self.encode(x, attention_mask=attention_mask), self.attention_mask(x, attention_mask))
+        if normalize:
+            emb = emb / jnp.maximum(jnp.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+        return emb
+
+    def pooled(self, hidden: jax.Array) -> jax.Array:
+        """BERT's pooler: tanh(dense(hidden[:, 0])) -> [batch, dim]."""
+        return jnp.tanh(hidden[:, 0] @ self.pooler[...].astype(jnp.float32) + self.pooler_bias[...])
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        rngs: nnx.Rngs | None = None,
+        attention_mask: jax.Array | None = None,
+        token_type_ids: jax.Array | None = None,
+    ) -> jax.Array:
+        x = x.astype(jnp.int32)
+        h = self.encode(x, attention_mask=attention_mask, token_type_ids=token_type_ids, train=train, rngs=rngs)
+        if self.head == "encoder":
+            return h
+        if self.head == "mlm":
+            h = gelu(h @ self.mlm_dense[...].astype(jnp.float32) + self.mlm_dense_bias[...])
+            h = self.mlm_norm(h).astype(jnp.float32)
+            logits = jnp.einsum("bld,vd->blv", h, self.word_embeddings[...].astype(jnp.float32))
+            return constrain(logits + self.mlm_bias[...], ("batch", "length", "vocab")).astype(jnp.float32)
+        if self.pool == "cls":
+            z = self.pooled(h)
+        else:
+            z = mean_pool(h, self.attention_mask(x, attention_mask))
+        z = self.dropout(z, deterministic=not train, rngs=rngs)
+        return (z @ self.classifier[...].astype(jnp.float32) + self.classifier_bias[...]).astype(jnp.float32)
