@@ -35,6 +35,15 @@ class NonFiniteError(FloatingPointError):
     """Raised by the NaN/inf guard; names the step and the first non-finite tensor."""
 
 
+# Batch keys the loss or the pipeline own; any other key (e.g. a decoder's "target_in") is passed to the model.
+NOT_MODEL_INPUTS = ("input", "label", "label_b", "mix", "mask")
+
+
+def model_inputs(batch: dict) -> dict:
+    """Extra keyword inputs of the model: `model(batch["input"], train=..., **model_inputs(batch))`."""
+    return {k: v for k, v in batch.items() if k not in NOT_MODEL_INPUTS}
+
+
 def guard_names(params) -> list[str]:
     """Names of the tensors the NaN guard checks, in the order of its flags."""
     paths = [
@@ -71,7 +80,7 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
 
     def loss_fn(params, rest, batch, key):
         model = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables at this trace level
-        logits = model(batch["input"], train=True, rngs=nnx.Rngs(dropout=key))
+        logits = model(batch["input"], train=True, rngs=nnx.Rngs(dropout=key), **model_inputs(batch))
         loss, acc = batch_loss(logits, batch)
         loss = loss + aux_loss(model)  # e.g. MoE load balancing; 0 for most models
         return loss, (nnx.state(model, nnx.Not(nnx.Param)), acc)
@@ -126,7 +135,7 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
 def make_eval_step(graphdef):
     def eval_step(params, rest, batch):
         model = nnx.merge(graphdef, params, rest)
-        logits = model(batch["input"], train=False)
+        logits = model(batch["input"], train=False, **model_inputs(batch))
         loss_sum, correct, count = xent_sums(logits, batch["label"], batch["mask"])
         return {"loss_sum": loss_sum, "correct": correct, "count": count}
 

@@ -92,3 +92,12 @@ def rotation_preprocess(examples: dict[str, np.ndarray]) -> dict[str, np.ndarray
     k = np.array([zlib.crc32(im.tobytes()) % 4 for im in images], np.int32)
     rotated = np.stack([np.rot90(im, int(r), axes=(0, 1)) for im, r in zip(images, k, strict=True)])
     return {"input": preprocess(dict(examples, image=rotated))["input"], "label": k}
+
+
+def half_preprocess(examples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fashion-MNIST at 14x14 (2x2 average pooling of the normalized images): a 4x cheaper variant for CPU
+    studies that need deep networks."""
+    x = preprocess(examples)
+    b = x["input"].shape[0]
+    x["input"] = x["input"].reshape(b, 14, 2, 14, 2, 1).mean(axis=(2, 4))
+    return x

@@ -20,6 +20,7 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     "mnist1d_shuffled": (mnist1d.Mnist1d, "shuffled", mnist1d.preprocess),
     "fashion_mnist": (fashion_mnist.FashionMnist, None, fashion_mnist.preprocess),
     "fashion_mnist_rotation": (fashion_mnist.FashionMnist, None, fashion_mnist.rotation_preprocess),
+    "fashion_mnist_14": (fashion_mnist.FashionMnist, None, fashion_mnist.half_preprocess),
     "digits": (digits.Digits, None, digits.preprocess),
     "pydoc_bytes128": (text_corpora.PydocBytes, "bytes128", text_corpora.preprocess),
     "pydoc_bytes256": (text_corpora.PydocBytes, "bytes256", text_corpora.preprocess),
@@ -32,6 +33,8 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
 
 # Datasets whose preprocess defines its own labels (a pretext task): their number of classes.
 NUM_CLASSES = {"fashion_mnist_rotation": 4}
+# Datasets whose preprocess changes the input shape.
+INPUT_SHAPES = {"fashion_mnist_14": (14, 14, 1)}
 
 
 def default_data_dir() -> str:
@@ -85,6 +88,6 @@ def info(name: str, data_dir: str | None = None) -> dict[str, Any]:
     return {
         "label_key": y_key,
         "num_classes": NUM_CLASSES.get(name, features[y_key].num_classes),
-        "input_shape": tuple(features[x_key].shape),
+        "input_shape": INPUT_SHAPES.get(name, tuple(features[x_key].shape)),
         "splits": {s: b.info.splits[s].num_examples for s in b.info.splits},
     }

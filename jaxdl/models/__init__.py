@@ -3,7 +3,9 @@
 The registry key is the module name, so adding a family is adding a module and nothing else. Every `Model`
 takes keyword arguments only; `input_shape`, `num_classes` and `rngs` come from the trainer (from the dataset),
 the rest from `config.model` (minus `name`). Models map `[batch, *input_shape]` inputs to float32 logits
-`[batch, num_classes]` and are called as `model(x, train=..., rngs=...)`.
+`[batch, num_classes]` (sequence models: `[batch, length, vocab]`) and are called as
+`model(x, train=..., rngs=..., **extra)`, where `extra` holds the batch's other model inputs (e.g. an
+encoder-decoder's `target_in`; see `jaxdl.train.model_inputs`).
 """
 
 import importlib
