@@ -12,21 +12,16 @@ device's shards of the live arrays, not computed from the rules. CPU timings mea
 
 import os
 import sys
-import time
 
 import jax
 import ml_collections
 import numpy as np
 from absl import app, flags
-from jax.sharding import NamedSharding, PartitionSpec
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from jaxdl import config as config_lib  # noqa: E402
-from jaxdl import optim  # noqa: E402
-from jaxdl.parallel import rules as rules_lib  # noqa: E402
-from jaxdl.parallel.mesh import make_mesh  # noqa: E402
-from jaxdl.train import init_sharded_state, make_train_step, sharding_context, traced_in  # noqa: E402
+from jaxdl.steptime import compile_step, time_steps  # noqa: E402
 
 flags.DEFINE_integer("dim", 256, "Model width.")
 flags.DEFINE_integer("depth", 8, "Layers (divisible by pipeline stages x repeats).")
@@ -77,12 +72,8 @@ def bench_row(name, devices):
     c.sharding.strategy = strategy
     for k, v in sharding.items():
         c.sharding[k] = v
-    config_lib.validate(c)
-    mesh = make_mesh(c.mesh, devices)
-    rules = rules_lib.resolve(c.sharding.strategy, c.sharding.rules)
-    tx, schedule = optim.make_optimizer(c.optim, 1000)
     ds_info = dict(input_shape=(40,), num_classes=10)
-    graphdef, state, state_sharding = init_sharded_state(c, ds_info, tx, mesh, rules)
+    step, state, batch_sharding = compile_step(c, ds_info, devices)
     per_device = lambda tree: sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(tree))
     total = lambda tree: sum(x.nbytes for x in jax.tree.leaves(tree))
     row = dict(
@@ -90,27 +81,12 @@ def bench_row(name, devices):
         total_mb=(total(state["params"]) + total(state["opt_state"])) / 2**20,
         device_mb=(per_device(state["params"]) + per_device(state["opt_state"])) / 2**20,
     )
-    batch_sharding = rules_lib.batch_sharding(mesh, rules)
-    step = jax.jit(
-        traced_in(lambda: sharding_context(c, mesh, rules), make_train_step(graphdef, tx, schedule, c)),
-        in_shardings=(state_sharding, batch_sharding),
-        out_shardings=(state_sharding, NamedSharding(mesh, PartitionSpec())),
-        donate_argnums=(0,),
-    )
-    rng = np.random.default_rng(0)
-    times = []
-    for i in range(FLAGS.steps + 2):
-        batch = {
-            "input": rng.standard_normal((FLAGS.batch, 40), np.float32),
-            "label": rng.integers(0, 10, FLAGS.batch).astype(np.int32),
-        }
-        batch = jax.device_put(batch, batch_sharding)
-        jax.block_until_ready(batch)
-        t0 = time.perf_counter()
-        state, metrics = step(state, batch)
-        jax.block_until_ready((state, metrics))
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
+    mesh = batch_sharding.mesh
+    make_batch = lambda rng: {
+        "input": rng.standard_normal((FLAGS.batch, 40), np.float32),
+        "label": rng.integers(0, 10, FLAGS.batch).astype(np.int32),
+    }
+    times, _ = time_steps(step, state, batch_sharding, make_batch, steps=FLAGS.steps)
     row["step_ms"] = 1e3 * float(np.median(times))
     row["mesh"] = ", ".join(f"{a}={n}" for a, n in mesh.shape.items() if n > 1) or "1 device"
     return row
