@@ -31,7 +31,6 @@ counted and the cell is marked).
 import copy
 import csv
 import importlib.util
-import inspect
 import itertools
 import json
 import math
@@ -153,7 +152,7 @@ def apply_overrides(base: ConfigDict, overrides: Mapping[str, Any]) -> ConfigDic
         parts = key.split(".")
         if key == "model.name":
             if value != config.model.name:  # keep the base's model arguments that the new model accepts
-                accepted = inspect.signature(models.get_class(value).__init__).parameters
+                accepted = models.accepted_args(value)
                 kept = {k: v for k, v in config.model.items() if k != "name" and k in accepted}
                 with config.unlocked():
                     config.model = ConfigDict({"name": value, **kept}, type_safe=False)

@@ -1,7 +1,9 @@
 """Character-level n-gram baselines: test bits per character of orders 1..5 with add-k, Katz backoff and
 interpolated Kneser-Ney on the pydoc and fortunes corpora (jaxdl/data/text_corpora.py splits).
 
-Command: python experiments/language/ngram.py [--corpora=pydoc,fortunes] [--max_order=5]
+Command: python experiments/language/ngram.py [--corpora=pydoc,fortunes] [--max_order=5] [--level=char|byte]
+(--level=byte: UTF-8 bytes, vocabulary 256, the unit of the neural byte-level LMs of config.py; the "bits per
+character" columns are then bits per byte.)
 
 The vocabulary is the characters of the train split plus <unk> (test characters never seen in train map to
 <unk>, which every smoothing gives non-zero probability). Add-k's k is picked per order on the valid split from
@@ -16,14 +18,14 @@ import numpy as np
 
 from jaxdl.data import text_corpora
 from jaxdl.text.ngram import NGramLM
-from jaxdl.text.tokenizer import CharTokenizer
+from jaxdl.text.tokenizer import ByteTokenizer, CharTokenizer
 
 K_GRID = (1.0, 0.1, 0.01, 0.001)
 
 
-def run(corpus: str, max_order: int) -> list[str]:
+def run(corpus: str, max_order: int, level: str = "char") -> list[str]:
     texts = {s: text_corpora.split_text(corpus, s) for s in text_corpora.SPLITS}
-    tok = CharTokenizer.train(texts["train"])
+    tok = CharTokenizer.train(texts["train"]) if level == "char" else ByteTokenizer()
     ids = {s: np.array(tok.encode(t), np.int64) for s, t in texts.items()}
     rows = []
     for smoothing in ("addk", "katz", "kn"):
@@ -46,16 +48,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpora", default="pydoc,fortunes")
     parser.add_argument("--max_order", type=int, default=5)
+    parser.add_argument("--level", choices=("char", "byte"), default="char", help="byte: UTF-8 bytes (vocab 256)")
     args = parser.parse_args()
     orders = range(1, args.max_order + 1)
     header = "| corpus | smoothing | " + " | ".join(f"n={n}" for n in orders) + " | s |"
     lines = [header, "|" + "---|" * (args.max_order + 3)]
     sizes = []
     for corpus in args.corpora.split(","):
-        lines += run(corpus, args.max_order)
+        lines += run(corpus, args.max_order, args.level)
         chars = {s: len(text_corpora.split_text(corpus, s)) for s in text_corpora.SPLITS}
         sizes.append(f"{corpus}: " + ", ".join(f"{s} {n:,}" for s, n in chars.items()) + " characters")
-    print("Test bits per character (character-level n-grams)\n")
+    print(f"Test bits per {args.level} ({args.level}-level n-grams)\n")
     print("\n".join(lines))
     print("\n" + "; ".join(sizes))
 

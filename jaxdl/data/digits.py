@@ -8,6 +8,8 @@ Examples: `image` uint8 [28, 28, 1] (the 0-16 gray levels, bilinearly upsampled 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxdl.data.fashion_mnist import image_info
+
 TEST_SIZE = 500
 MEAN, STD = 0.3052, 0.3249  # of the upsampled train images scaled to [0, 1]
 
@@ -26,18 +28,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-                    "label": tfds.features.ClassLabel(num_classes=10),
-                }
-            ),
-            supervised_keys=("image", "label"),
-            homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset",
-        )
+        return image_info(self, __doc__, "https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset")
 
     def _split_generators(self, dl_manager):
         del dl_manager

@@ -48,22 +48,27 @@ def read_idx(path: str) -> np.ndarray:
     return data.reshape(dims)
 
 
+def image_info(builder, description: str, homepage: str, shape=(28, 28, 1), num_classes: int = 10):
+    """DatasetInfo of an image-classification builder: `image` uint8 `shape`, `label` ClassLabel."""
+    return tfds.core.DatasetInfo(
+        builder=builder,
+        description=description,
+        features=tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Tensor(shape=shape, dtype=np.uint8),
+                "label": tfds.features.ClassLabel(num_classes=num_classes),
+            }
+        ),
+        supervised_keys=("image", "label"),
+        homepage=homepage,
+    )
+
+
 class FashionMnist(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-                    "label": tfds.features.ClassLabel(num_classes=10),
-                }
-            ),
-            supervised_keys=("image", "label"),
-            homepage="https://github.com/zalandoresearch/fashion-mnist",
-        )
+        return image_info(self, __doc__, "https://github.com/zalandoresearch/fashion-mnist")
 
     def _split_generators(self, dl_manager):
         del dl_manager

@@ -44,6 +44,11 @@ def _init_params(cls: type) -> dict[str, inspect.Parameter]:
     return params
 
 
+def accepted_args(name: str) -> list[str]:
+    """The config.model keys model `name` accepts (its constructor's arguments, minus those the trainer provides)."""
+    return [p for p in _init_params(get_class(name)) if p not in ("self", *_PROVIDED)]
+
+
 def check_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     """Fails (naming the key) on config.model keys the model does not accept, or required ones missing."""
     params = _init_params(get_class(name))
