@@ -1,7 +1,7 @@
 """LeNet-5 vs ResNet-20 vs ViT-tiny on Fashion-MNIST, with and without augmentation (random crop, pad 2 + flip).
 
 Command: python -m jaxdl.ablate --config=experiments/fashion_mnist/study.py --workdir=DIR --seeds=0
-All arms: AdamW, warmup + cosine, batch 128, 800 steps (1.7 epochs), the same budget for every model so the
+All arms: AdamW, warmup + cosine, batch 128, 600 steps (1.3 epochs), the same budget for every model so the
 table compares architectures at equal steps (2 CPU cores bound the budget; the full-length LeNet run of
 config.py:lenet reaches 90.8 % in 15 epochs). lr: LeNet 2e-3, ResNet-20 (BatchNorm) 2e-3, ViT 1e-3.
 ViT-tiny here: patch 4 (49 tokens + class token), dim 96, depth 4, 3 heads, MLP 192 (0.3 M parameters).
@@ -38,10 +38,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.optim.weight_decay = 1e-4
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 50
-    c.train.steps = 800
-    c.train.log_every = 50
-    c.train.eval_every = 200
-    c.train.checkpoint_every = 400
+    c.train.steps = 600
+    c.train.log_every = 25
+    c.train.eval_every = 150
+    c.train.checkpoint_every = 300
     c.train.progress = False
     return config_lib.shrink_for_smoke(c) if smoke else c
 

@@ -5,7 +5,7 @@ Command: python -m jaxdl.ablate --config=experiments/residual/config.py --workdi
 The CIFAR-style nets of jaxdl.models.resnet (3 stages of 16/32/64 channels, BatchNorm, option-A shortcuts);
 `residual=False` gives the paper's plain nets. The claim: deeper plain nets have *higher training error*
 (degradation), deeper residual nets do not. The paper trains 64k steps on CIFAR-10; on 2 CPU cores we train
-800 steps (1.7 epochs, batch 128, SGD momentum 0.9, lr 0.1 with 50 warmup steps then cosine, weight decay 1e-4)
+600 steps (0.64 epochs, batch 64, SGD momentum 0.9, lr 0.1 with 50 warmup steps then cosine, weight decay 1e-4)
 and compare training-error curves (learning_curves.png, logged every 25 steps) and final accuracies.
 Arg: "" or `smoke` (30 steps, for the tests).
 """
@@ -20,7 +20,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     _, smoke = config_lib.parse_arg(arg)
     c = config_lib.base()
     c.data.name = "fashion_mnist_14"
-    c.data.batch_size = 128
+    c.data.batch_size = 64
     c.data.eval_batch_size = 1000
     c.model = ml_collections.ConfigDict(dict(name="resnet", depth=20, norm="batch", residual=True))
     c.optim.name = "momentum"
@@ -29,10 +29,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.optim.weight_decay = 1e-4
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 50
-    c.train.steps = 800
+    c.train.steps = 600
     c.train.log_every = 25
-    c.train.eval_every = 200
-    c.train.checkpoint_every = 400
+    c.train.eval_every = 150
+    c.train.checkpoint_every = 300
     c.train.progress = False
     return config_lib.shrink_for_smoke(c) if smoke else c
 
