@@ -4,9 +4,9 @@ ngram.py), in bits per byte on the test split (= eval/loss / ln 2).
 Commands: python -m jaxdl.main --config=experiments/language/config.py:gpt --workdir=DIR
           python -m jaxdl.ablate --config=experiments/language/config.py --workdir=DIR --seeds=0,1,2
 Data: pydoc_bytes128 (128-byte windows, next-byte targets; train 438 k bytes, test 29 k bytes; splits by
-document, jaxdl/data/text_corpora.py). Both models: AdamW 2e-3, warmup 100 + cosine, batch 32, 1,500 steps
-(~14 epochs), dropout 0.1. GPT: 4 layers, d 128, 4 heads, RoPE, tied embeddings (0.83 M parameters).
-LSTM: jaxdl.models.rnn_lm, 2 layers, d 256.
+document, jaxdl/data/text_corpora.py). Both models: AdamW 2e-3, warmup 100 + cosine, batch 32, 800 steps
+(~7.5 epochs), dropout 0.1. GPT: 4 layers, d 128, 4 heads, RoPE, tied embeddings (0.83 M parameters).
+LSTM: jaxdl.models.rnn_lm, 1 layer, d 256.
 Args: gpt | lstm for one run (`,smoke` for 30 steps); the sweep runs both.
 """
 
@@ -16,7 +16,7 @@ from jaxdl import config as config_lib
 
 MODELS = {
     "gpt": dict(name="gpt", dim=128, depth=4, heads=4, dropout=0.1),
-    "lstm": dict(name="rnn_lm", cell="lstm", dim=256, layers=2, dropout=0.1),
+    "lstm": dict(name="rnn_lm", cell="lstm", dim=256, layers=1, dropout=0.1),
 }
 
 
@@ -35,10 +35,10 @@ def get_config(arg: str = "gpt") -> ml_collections.ConfigDict:
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 100
     c.optim.clip_norm = 1.0
-    c.train.steps = 1500
+    c.train.steps = 800
     c.train.log_every = 50
-    c.train.eval_every = 250
-    c.train.checkpoint_every = 750
+    c.train.eval_every = 200
+    c.train.checkpoint_every = 400
     c.train.progress = False
     return config_lib.shrink_for_smoke(c) if smoke else c
 

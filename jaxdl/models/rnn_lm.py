@@ -1,0 +1,120 @@
+"""Recurrent token models: an LSTM or GRU next-token language model (and a bidirectional per-token tagger).
+
+tokens int32 [batch, seq] -> embedding -> dropout -> `layers` recurrent layers (`nnx.RNN` over
+`nnx.OptimizedLSTMCell` or `nnx.GRUCell`, `dim` units; dropout between layers) -> dropout -> logits float32
+[batch, seq, vocab] (vocab = `num_classes`; the transposed embedding when `tie_embeddings`, which needs
+embed_dim == dim). Position i's logits see tokens 0..i only: the byte-level LM datasets (`pydoc_bytes128`, ...)
+train it as is, and bits per byte = eval/loss / ln 2.
+
+`bidirectional=True` runs a backward layer beside each forward one (outputs concatenated, 2 * dim features into the
+next layer): every position then sees the whole sequence, so it is a per-token tagger/encoder, not a language model
+(and has no `decode_step`).
+
+Generation (the `jaxdl.decode` step-function interface, cache rows on axis `CACHE_BATCH_AXIS` = 0):
+`init_cache(batch)` gives the zero recurrent state {"layers": one carry per layer ((c, h) for LSTM, h for GRU),
+[batch, dim] arrays}; `decode_step(tokens [batch, t], cache) -> (logits [batch, t, vocab], cache)` continues it and
+equals the full forward pass at the same positions.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdl.models._common import dense, to_dtype
+
+CELLS = {"lstm": nnx.OptimizedLSTMCell, "gru": nnx.GRUCell}
+CACHE_BATCH_AXIS = 0
+
+
+class Model(nnx.Module):
+    """tokens [batch, seq] -> logits [batch, seq, vocab] (float32); vocab = num_classes."""
+
+    CACHE_BATCH_AXIS = CACHE_BATCH_AXIS
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        cell: str = "lstm",
+        dim: int = 256,
+        layers: int = 2,
+        embed_dim: int = 0,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        tie_embeddings: bool = False,
+        dtype: str = "float32",
+        param_dtype: str = "float32",
+        rngs: nnx.Rngs,
+    ):
+        """cell: "lstm" or "gru". dim: units per layer (and direction). embed_dim 0 = dim."""
+        if len(input_shape) != 1:
+            raise ValueError(f"rnn_lm: input_shape must be (seq,) of token ids, got {tuple(input_shape)}")
+        if cell not in CELLS:
+            raise ValueError(f"config.model.cell={cell!r}: choose one of {sorted(CELLS)}")
+        if layers < 1:
+            raise ValueError(f"config.model.layers={layers}: expected >= 1")
+        embed_dim = embed_dim or dim
+        if tie_embeddings and (embed_dim != dim or bidirectional):
+            raise ValueError("config.model.tie_embeddings needs embed_dim == dim and bidirectional=False")
+        self.cell, self.dim, self.tie, self.bidirectional = cell, dim, tie_embeddings, bidirectional
+        self.carry_dtype = to_dtype(dtype)
+        emb_init = nnx.with_partitioning(nnx.initializers.normal(embed_dim**-0.5), ("vocab", "embed"))
+        self.embed = nnx.Embed(
+            num_classes,
+            embed_dim,
+            embedding_init=emb_init,
+            dtype=to_dtype(dtype),
+            param_dtype=to_dtype(param_dtype),
+            rngs=rngs,
+        )
+        cell_kw = dict(dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
+        width = 2 * dim if bidirectional else dim
+        ins = [embed_dim] + [width] * (layers - 1)
+        self.forward = nnx.List([nnx.RNN(CELLS[cell](d, dim, **cell_kw), return_carry=True) for d in ins])
+        self.backward = nnx.List(
+            [nnx.RNN(CELLS[cell](d, dim, **cell_kw), reverse=True, keep_order=True) for d in ins]
+            if bidirectional
+            else []
+        )
+        self.drop = nnx.Dropout(dropout)
+        if not tie_embeddings:
+            self.head = dense(width, num_classes, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+    def _zero_carry(self, batch: int):
+        # An explicit zero carry: letting nnx.RNN draw it from its stored Rngs fails under jit (as in gru.py).
+        zeros = jnp.zeros((batch, self.dim), self.carry_dtype)
+        return (zeros, zeros) if self.cell == "lstm" else zeros
+
+    def _logits(self, h: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
+        h = self.drop(h, deterministic=not train, rngs=rngs)
+        return (self.embed.attend(h) if self.tie else self.head(h)).astype(jnp.float32)
+
+    def _run(self, x, carries, train, rngs):
+        if x.ndim != 2:
+            raise ValueError(f"rnn_lm: tokens must be [batch, seq], got shape {tuple(x.shape)}")
+        h = self.drop(self.embed(x.astype(jnp.int32)), deterministic=not train, rngs=rngs)
+        new = []
+        for i, fwd in enumerate(self.forward):
+            if i:
+                h = self.drop(h, deterministic=not train, rngs=rngs)
+            carry, y = fwd(h, initial_carry=carries[i])
+            new.append(carry)
+            if self.bidirectional:
+                y = jnp.concatenate([y, self.backward[i](h, initial_carry=self._zero_carry(x.shape[0]))], -1)
+            h = y
+        return self._logits(h, train, rngs), new
+
+    def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+        return self._run(x, [self._zero_carry(x.shape[0])] * len(self.forward), train, rngs)[0]
+
+    def init_cache(self, batch: int) -> dict:
+        """The zero recurrent state of `batch` rows."""
+        return {"layers": [self._zero_carry(batch) for _ in self.forward]}
+
+    def decode_step(self, tokens: jax.Array, cache: dict) -> tuple[jax.Array, dict]:
+        """tokens [batch, t] continuing the cached state -> (logits [batch, t, vocab] float32, updated cache)."""
+        if self.bidirectional:
+            raise ValueError("rnn_lm: a bidirectional model sees the future; it cannot decode step by step")
+        logits, carries = self._run(tokens, cache["layers"], False, None)
+        return logits, {"layers": carries}

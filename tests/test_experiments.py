@@ -1,0 +1,48 @@
+"""Every experiment config and study sweep builds and validates (unknown keys, bad model arguments and bad
+values fail here, not an hour into a sweep)."""
+
+import pytest
+
+from jaxdl import config as config_lib
+from jaxdl.ablate import load_study, plan
+
+STUDIES = [
+    "experiments/ablate_smoke/config.py",
+    "experiments/fashion_mnist/study.py",
+    "experiments/residual/config.py",
+    "experiments/optim/config.py",
+    "experiments/optim/config.py:norm",
+    "experiments/transfer/config.py:finetune,root=/tmp/pretrained",
+    "experiments/language/config.py",
+    "experiments/language/translation.py",
+]
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_study_sweeps_validate(study):
+    base, cells = load_study(study)
+    runs = plan(base, cells, [0, 1])
+    assert len(runs) == 2 * len(cells) and len({r["cell"] for r in runs}) == len(cells)
+
+
+@pytest.mark.parametrize(
+    "path,arg",
+    [
+        ("experiments/transfer/config.py", "pretrain_fashion"),
+        ("experiments/transfer/config.py", "pretrain_rotation,smoke"),
+        ("experiments/language/config.py", "gpt"),
+        ("experiments/language/config.py", "lstm,smoke"),
+        ("experiments/residual/config.py", "smoke"),
+    ],
+)
+def test_single_run_configs_validate(path, arg):
+    from jaxdl.ablate import _load_module
+
+    config_lib.validate(_load_module(path).get_config(arg))
+
+
+def test_bad_study_args_are_named():
+    with pytest.raises(ValueError, match="finetune,root=ROOT"):
+        load_study("experiments/transfer/config.py:finetune")
+    with pytest.raises(ValueError, match="'norm'"):
+        load_study("experiments/optim/config.py:nrom")
