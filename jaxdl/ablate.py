@@ -442,8 +442,9 @@ def plot_curves(workdir: str, entries: Sequence[dict]) -> str:
     import matplotlib.pyplot as plt
 
     fig, panels = plt.subplots(1, len(CURVES), figsize=(6 * len(CURVES), 4.2))
+    colors = plt.cm.tab20(np.arange(20) % 20) if len(entries) > 10 else [None] * 10  # distinct beyond 10 cells
     for ax, key in zip(panels, CURVES, strict=True):
-        for e in entries:
+        for i, e in enumerate(entries):
             curves = [_curve(r["dir"], key) for r in e["results"]]
             curves = [c for c in curves if c]
             if not curves:
@@ -451,7 +452,7 @@ def plot_curves(workdir: str, entries: Sequence[dict]) -> str:
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             values = np.array([[c[s] for s in steps] for c in curves])
             mean, std = values.mean(0), values.std(0, ddof=1) if len(curves) > 1 else np.zeros(len(steps))
-            (line,) = ax.plot(steps, mean, label=f"{e['name']} (n={len(curves)})")
+            (line,) = ax.plot(steps, mean, color=colors[i % len(colors)], label=f"{e['name']} (n={len(curves)})")
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         ax.set_xlabel("step")
         ax.set_ylabel(key)
