@@ -15,6 +15,7 @@ STUDIES = [
     "experiments/transfer/config.py:finetune,root=/tmp/pretrained",
     "experiments/language/config.py",
     "experiments/language/translation.py",
+    "experiments/language/bert_finetune.py:finetune,root=/tmp/pretrained",
 ]
 
 

@@ -9,6 +9,10 @@ Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) mix each example with a r
 batch with one λ ~ Beta(α, α) per batch and add "label_b" (the partner's label) and "mix" (λ per example) to the
 batch; jaxdl.losses weights the two cross-entropies by λ and 1-λ. With both on, each batch uses one of the two
 (probability 1/2), as in timm.
+
+`mlm_probability` > 0 applies BERT's masked-LM corruption (jaxdl.data.mlm) to token-id inputs [batch, length]:
+it rewrites "input" and replaces "label" with the masked-LM targets (-1 at unchosen positions). It cannot be
+combined with the image keys or mixup.
 """
 
 from collections.abc import Callable, Mapping
@@ -16,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-DEFAULTS = dict(crop_padding=0, flip=False, mixup_alpha=0.0, cutmix_alpha=0.0)
+from jaxdl.data import mlm
+
+DEFAULTS = dict(crop_padding=0, flip=False, mixup_alpha=0.0, cutmix_alpha=0.0, mlm_probability=0.0)
 
 Augment = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 
@@ -29,6 +35,16 @@ def check_config(cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> None:
     for key in ("crop_padding", "mixup_alpha", "cutmix_alpha"):
         if cfg.get(key, 0) < 0:
             raise ValueError(f"config.data.augment.{key} must be >= 0, got {cfg[key]}")
+    if not 0 <= cfg.get("mlm_probability", 0) < 1:
+        raise ValueError(f"config.data.augment.mlm_probability must be in [0, 1), got {cfg['mlm_probability']}")
+    if cfg.get("mlm_probability"):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"config.data.augment.mlm_probability needs token-id inputs [length]; this dataset's are {input_shape}"
+            )
+        others = [k for k in ("crop_padding", "flip", "mixup_alpha", "cutmix_alpha") if cfg.get(k)]
+        if others:
+            raise ValueError(f"config.data.augment.mlm_probability cannot be combined with {others}")
     image = len(input_shape) == 3
     for key in ("crop_padding", "flip", "cutmix_alpha"):
         if cfg.get(key) and not image:
@@ -84,6 +100,8 @@ def make_augment(cfg: Mapping[str, Any]) -> Augment | None:
         return None
 
     def augment(batch: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        if cfg["mlm_probability"] > 0:
+            return mlm.augment(batch, rng, float(cfg["mlm_probability"]))
         x = batch["input"]
         if cfg["crop_padding"]:
             x = random_crop(x, int(cfg["crop_padding"]), rng)

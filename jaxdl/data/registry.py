@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxdl.data import digits, fashion_mnist, mnist1d, text_corpora, translation
+from jaxdl.data import digits, fashion_mnist, fortune_topics, mnist1d, text_corpora, translation
 
 # name: (builder class, builder config or None, preprocess)
 DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
@@ -28,6 +28,8 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     "fortunes_bytes256": (text_corpora.FortunesBytes, "bytes256", text_corpora.preprocess),
     "numbers_words2digits": (translation.NumberTranslation, "words2digits", translation.preprocess),
     "numbers_digits2words": (translation.NumberTranslation, "digits2words", translation.preprocess),
+    "fortune_topics": (fortune_topics.FortuneTopics, None, fortune_topics.preprocess),
+    "fortunes_wordpiece": (fortune_topics.FortunesWordpiece, None, fortune_topics.preprocess),
 }
 
 
