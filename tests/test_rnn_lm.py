@@ -2,19 +2,15 @@
 causality (and its absence in the bidirectional tagger), config errors, and a short run through the trainer on
 pydoc_bytes128 with the loss decreasing."""
 
-import json
-
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
+from run_helpers import short_run
 
-from jaxdl import config as config_lib
 from jaxdl import decode
 from jaxdl.models.rnn_lm import Model
-from jaxdl.train import train_and_evaluate
 
 VOCAB, SEQ = 40, 16
 
@@ -74,22 +70,10 @@ def test_bad_config_raises_naming_the_key():
 
 @pytest.mark.slow
 def test_trains_through_the_trainer_on_byte_windows(data_dir, tmp_path):
-    c = config_lib.base()
-    c.data.name = "pydoc_bytes128"
-    c.data.data_dir = data_dir
-    c.data.batch_size = 16
-    c.data.eval_batch_size = 128
-    c.model = ml_collections.ConfigDict(dict(name="rnn_lm", cell="lstm", dim=48, layers=1, dropout=0.1))
-    c.optim.name = "adam"
-    c.optim.lr = 1e-2
-    c.train.steps = 20
-    c.train.log_every = 5
-    c.train.eval_every = 0
-    c.train.checkpoint_every = 0
-    c.train.progress = False
-    final = train_and_evaluate(c, str(tmp_path / "run"), devices=jax.devices()[:1])
-    with open(tmp_path / "run" / "metrics.jsonl") as f:
-        losses = [r["train/loss"] for r in map(json.loads, f) if "train/loss" in r]
+    final, losses = short_run(
+        tmp_path / "run", data_dir, data="pydoc_bytes128", batch=16, eval_batch=128, lr=1e-2, steps=20, log_every=5,
+        model=dict(name="rnn_lm", cell="lstm", dim=48, layers=1, dropout=0.1),
+    )  # fmt: skip
     assert len(losses) == 4 and losses[-1] < losses[0] - 0.5, losses
     # 256 byte classes: a uniform guess has loss ln 256 = 5.55 (8 bits per byte)
     assert np.isfinite(final["eval/loss"]) and final["eval/loss"] / np.log(2) < 5.0, final

@@ -2,20 +2,16 @@
 forcing, beam size 1 equals greedy through jaxdl.decode, Bahdanau weights (sum 1, 0 on padding), padding never
 changes outputs, exact match, config errors, and a short run of each through the trainer on numbers_words2digits."""
 
-import json
-
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
+from run_helpers import short_run
 
-from jaxdl import config as config_lib
 from jaxdl import decode
 from jaxdl.data import translation
 from jaxdl.models import lstm_seq2seq, seq2seq
-from jaxdl.train import train_and_evaluate
 
 VOCAB, S, T = translation.VOCAB_SIZE, 12, 7
 TINY = {
@@ -143,22 +139,10 @@ def test_bad_config_raises_naming_the_key():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["seq2seq", "lstm_seq2seq"])
 def test_trains_through_the_trainer(name, data_dir, tmp_path):
-    c = config_lib.base()
-    c.data.name = "numbers_words2digits"
-    c.data.data_dir = data_dir
-    c.data.batch_size = 32
-    c.data.eval_batch_size = 1000
-    c.model = ml_collections.ConfigDict(dict(name=name, **TINY[name]))
-    c.optim.name = "adam"
-    c.optim.lr = 3e-3
-    c.train.steps = 30
-    c.train.log_every = 10
-    c.train.eval_every = 0
-    c.train.checkpoint_every = 0
-    c.train.progress = False
-    final = train_and_evaluate(c, str(tmp_path / "run"), devices=jax.devices()[:1])
-    with open(tmp_path / "run" / "metrics.jsonl") as f:
-        losses = [r["train/loss"] for r in map(json.loads, f) if "train/loss" in r]
+    final, losses = short_run(
+        tmp_path / "run", data_dir, data="numbers_words2digits", batch=32, eval_batch=1000, lr=3e-3, steps=30,
+        log_every=10, model=dict(name=name, **TINY[name]),
+    )  # fmt: skip
     assert len(losses) == 3 and losses[-1] < losses[0] - 0.5, losses
     # 259 classes: a uniform guess has loss ln 259 = 5.56; 30 steps learn at least the digit/EOS distribution
     assert np.isfinite(final["eval/loss"]) and final["eval/loss"] < 3.0, final
