@@ -105,23 +105,25 @@ def split_indices() -> dict[str, np.ndarray]:
     return {ours: np.concatenate([ranges[s] for s in theirs]) for ours, theirs in SPLITS.items()}
 
 
+def _token_info(builder, label: tfds.features.FeatureConnector) -> tfds.core.DatasetInfo:
+    """DatasetInfo of the token-id builders: `input` int32 [LENGTH] and `label`."""
+    return tfds.core.DatasetInfo(
+        builder=builder,
+        description=__doc__,
+        features=tfds.features.FeaturesDict(
+            {"input": tfds.features.Tensor(shape=(LENGTH,), dtype=np.int32), "label": label}
+        ),
+        supervised_keys=("input", "label"),
+    )
+
+
 class FortuneTopics(tfds.core.GeneratorBasedBuilder):
     """Fortune -> the TOPICS file it comes from (see the module docstring)."""
 
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "input": tfds.features.Tensor(shape=(LENGTH,), dtype=np.int32),
-                    "label": tfds.features.ClassLabel(names=TOPICS),
-                }
-            ),
-            supervised_keys=("input", "label"),
-        )
+        return _token_info(self, tfds.features.ClassLabel(names=TOPICS))
 
     def _split_generators(self, dl_manager):
         del dl_manager  # offline
@@ -141,19 +143,8 @@ class FortunesWordpiece(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "input": tfds.features.Tensor(shape=(LENGTH,), dtype=np.int32),
-                    "label": tfds.features.Sequence(
-                        tfds.features.ClassLabel(num_classes=mlm.BERT_UNCASED.size), length=LENGTH
-                    ),
-                }
-            ),
-            supervised_keys=("input", "label"),
-        )
+        label = tfds.features.ClassLabel(num_classes=mlm.BERT_UNCASED.size)
+        return _token_info(self, tfds.features.Sequence(label, length=LENGTH))
 
     def _split_generators(self, dl_manager):
         del dl_manager  # offline
