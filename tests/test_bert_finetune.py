@@ -138,7 +138,15 @@ def test_study_configs_validate():
         config_lib.validate(module.get_config(arg))
     base, cells = load_study(f"{STUDY}:finetune,root=/tmp/pre")
     runs = plan(base, cells, [0])
-    assert len(cells) == 4 and {r["config"].train.init_from for r in runs} == {"", "/tmp/pre/pretrain"}
+    assert len(cells) == 8
+    assert {r["config"].train.init_from for r in runs} == {"", "/tmp/pre/pretrain", "hf_bert:minilm"}
+    from jaxdl.convert import hf_bert
+    from jaxdl.finetune import check_hf_architecture
+
+    if hf_bert.minilm_path() is not None:  # the MiniLM cells' model config is the checkpoint's architecture
+        for r in runs:
+            if r["config"].train.init_from == "hf_bert:minilm":
+                check_hf_architecture("hf_bert:minilm", r["config"].model)
     with pytest.raises(ValueError, match="finetune,root=ROOT"):
         load_study(f"{STUDY}:finetune")
     with pytest.raises(ValueError, match="expected pretrain"):
@@ -213,3 +221,53 @@ def test_mlm_pretraining_then_finetuning_starts_from_the_pretrained_encoder(tmp_
             assert not np.allclose(p_pre[k], p_init[k], atol=1e-4), f"{k} did not move in pretraining"
         np.testing.assert_allclose(p_ft[k], p_pre[k], atol=1e-6, err_msg=k)
     assert not any("mlm" in k for k in p_ft) and any("classifier" in k for k in p_ft)
+
+
+def test_init_from_a_hugging_face_bert_checkpoint(tmp_path, data_dir):
+    """`init_from="hf_bert:DIR"`: a 1-step finetune with lr ~0 from a HF-format BERT directory (written by our
+    converter from a random tiny model) ends with exactly its encoder weights and a classifier of its own; a model
+    config that differs from the checkpoint's architecture is refused, naming the key, before any work."""
+    _needs_corpus()
+    import json
+
+    from flax import nnx
+
+    from jaxdl.convert import hf_bert
+    from jaxdl.models import bert
+    from jaxdl.train import train_and_evaluate
+
+    arch = dict(depth=1, dim=32, heads=2, mlp_dim=64, max_positions=64)
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    with nnx.use_eager_sharding(False):
+        src = bert.Model(input_shape=(64,), num_classes=V.size, head="mlm", rngs=nnx.Rngs(7), **arch)
+    hf_bert.save_safetensors(src, hf_dir / "model.safetensors")
+    hf_config = dict(model_type="bert", vocab_size=V.size, num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-12)  # fmt: skip
+    (hf_dir / "config.json").write_text(json.dumps(hf_config))
+
+    def cfg(**model):
+        c = _load_module(STUDY).get_config("finetune")
+        c.data.data_dir = data_dir
+        c.data.batch_size, c.data.eval_batch_size = 8, 106
+        c.model = ml_collections.ConfigDict({**c.model.to_dict(), **arch, **model})
+        c.optim.lr, c.optim.warmup_steps = 1e-9, 0
+        c.train.steps, c.train.eval_every = 1, 0
+        c.train.init_from = f"hf_bert:{hf_dir}"
+        return c
+
+    train_and_evaluate(cfg(), str(tmp_path / "ft"), devices=jax.devices()[:1])
+    want = {k.removeprefix("bert."): v for k, v in hf_bert.to_hf(src).items()}
+    got = _params(str(tmp_path / "ft"))
+    np.testing.assert_allclose(got["['word_embeddings'].value"], want["embeddings.word_embeddings.weight"], atol=1e-6)
+    np.testing.assert_allclose(got["['layers'][0]['up'].value"], want["encoder.layer.0.intermediate.dense.weight"].T, atol=1e-6)  # fmt: skip
+    assert any("classifier" in k for k in got)
+    with pytest.raises(ValueError, match="config.model.dim=48 differs from the checkpoint's 32"):
+        train_and_evaluate(cfg(dim=48), str(tmp_path / "bad"), devices=jax.devices()[:1])
+    assert not (tmp_path / "bad").exists()  # refused before the run folder was made
+    c = cfg()
+    c.model.name = "gpt"
+    with pytest.raises(ValueError, match="needs config.model.name='bert'"):
+        from jaxdl.finetune import check_hf_architecture
+
+        check_hf_architecture(c.train.init_from, c.model)

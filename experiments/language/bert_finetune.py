@@ -32,6 +32,9 @@ PRETRAIN_STEPS = 250
 FINETUNE_STEPS = 200
 FRACTIONS = (1.0, 0.1)
 MODEL = dict(name="bert", depth=4, dim=128, heads=4, mlp_dim=512, max_positions=64, dropout=0.1)
+# all-MiniLM-L6-v2's architecture (sentence-transformers; 22.7 M parameters), for the cells that start from it
+MINILM = dict(depth=6, dim=384, heads=12, mlp_dim=1536, max_positions=512)
+MINILM_LR = 1e-4
 MODES = ("pretrain", "finetune")
 
 
@@ -78,6 +81,10 @@ def get_config(arg: str = "pretrain") -> ml_collections.ConfigDict:
     return config_lib.shrink_for_smoke(c) if smoke else c
 
 
+def _minilm() -> dict:
+    return {f"model.{k}": v for k, v in MINILM.items()}
+
+
 def get_sweep(arg: str = ""):
     mode, root, _ = _parse(arg)
     if mode != "finetune" or not root:
@@ -85,6 +92,8 @@ def get_sweep(arg: str = ""):
     init = [
         {"_name": "scratch", "train.init_from": ""},
         {"_name": "mlm_pretrained", "train.init_from": f"{root}/pretrain"},
+        {"_name": "minilm_scratch", "train.init_from": "", **_minilm()},
+        {"_name": "minilm", "train.init_from": "hf_bert:minilm", **_minilm(), "optim.lr": MINILM_LR},
     ]
     labels = [{"_name": f"labels={f:g}", "data.train_fraction": f} for f in FRACTIONS]
     return product(labels, init)
