@@ -5,6 +5,22 @@ The model is split functionally at the jit boundary (`nnx.split` → params / ot
 step); the step is a pure function of (state, batch) jitted with explicit in/out shardings and donated state.
 Everything that makes a run resumable lives in `state` (params, model state, optimizer state, step, rng key);
 the data stream is a pure function of (seed, step), so a restored step restores the data position too.
+
+Loss protocol. By default the train step computes `logits = model(batch["input"], train=True, rngs=...,
+**model_inputs(batch))` and the cross-entropy of `jaxdl.losses.batch_loss` (mean over the labels >= 0 of the rows
+where the batch's "mask" is 1; mixup pairs; the accuracy of the argmax). A model may instead train through its
+own per-label losses, for output layers that never build full logits (the sampled and hierarchical softmax heads
+of gpt / rnn_lm): it sets the attribute `uses_label_losses = True` and defines
+
+    label_losses(x, labels, *, train, rngs, **inputs) -> float32 [*labels.shape], 0 where labels < 0
+
+(`rngs` = nnx.Rngs with streams `dropout` and `sampling`). The step then takes the same masked mean over the
+same valid labels (`jaxdl.losses.label_loss_sums`), so ignored labels, "mask", gradient accumulation (the mean of
+the microbatch means) and the NaN guard behave as on the default path; mixup batches raise. It logs no
+`train/accuracy` for such a model: an exact argmax needs the full [batch, seq, vocab] scores the head exists to
+avoid, and an argmax over sampled candidates would be a different number under the same name. Evaluation always
+uses `model(x, train=False)`, whose logits such a model defines by its exact distribution, so eval loss, accuracy
+and perplexity are comparable across heads.
 """
 
 import logging
@@ -20,9 +36,9 @@ from ml_collections import ConfigDict
 from jaxdl import config as config_lib
 from jaxdl import data, models, optim
 from jaxdl.checkpoint import Checkpointer
-from jaxdl.finetune import init_from
+from jaxdl.finetune import HF_PREFIX, check_hf_architecture, init_from
 from jaxdl.layers.quantized import apply_quant
-from jaxdl.losses import batch_loss, xent_sums
+from jaxdl.losses import batch_loss, label_loss_sums, xent_sums
 from jaxdl.metrics import MetricWriter, Progress, mean_over_steps, write_run_files
 from jaxdl.models._common import aux_loss
 from jaxdl.parallel import rules as rules_lib
@@ -42,6 +58,24 @@ NOT_MODEL_INPUTS = ("input", "label", "label_b", "mix", "mask")
 def model_inputs(batch: dict) -> dict:
     """Extra keyword inputs of the model: `model(batch["input"], train=..., **model_inputs(batch))`."""
     return {k: v for k, v in batch.items() if k not in NOT_MODEL_INPUTS}
+
+
+def uses_label_losses(model) -> bool:
+    """Whether the train step calls `model.label_losses` instead of logits + cross-entropy (module docstring)."""
+    return bool(getattr(model, "uses_label_losses", False))
+
+
+def label_loss(model, batch: dict, key: jax.Array) -> jax.Array:
+    """Mean training loss of a `uses_label_losses` model over the batch's valid labels (as `batch_loss`)."""
+    if "label_b" in batch:
+        raise ValueError(
+            "mixup/CutMix batches (config.data.augment) need logits; this model trains through label_losses "
+            "(e.g. config.model.head='sampled' or 'hierarchical')"
+        )
+    rngs = nnx.Rngs(dropout=key, sampling=jax.random.fold_in(key, 1))
+    losses = model.label_losses(batch["input"], batch["label"], train=True, rngs=rngs, **model_inputs(batch))
+    loss_sum, count = label_loss_sums(losses, batch["label"], batch.get("mask"))
+    return loss_sum / jnp.maximum(count, 1.0)
 
 
 def guard_names(params) -> list[str]:
@@ -80,8 +114,11 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
 
     def loss_fn(params, rest, batch, key):
         model = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables at this trace level
-        logits = model(batch["input"], train=True, rngs=nnx.Rngs(dropout=key), **model_inputs(batch))
-        loss, acc = batch_loss(logits, batch)
+        if uses_label_losses(model):
+            loss, acc = label_loss(model, batch, key), jnp.zeros(())  # no training accuracy: see the module doc
+        else:
+            logits = model(batch["input"], train=True, rngs=nnx.Rngs(dropout=key), **model_inputs(batch))
+            loss, acc = batch_loss(logits, batch)
         loss = loss + aux_loss(model)  # e.g. MoE load balancing; 0 for most models
         return loss, (nnx.state(model, nnx.Not(nnx.Param)), acc)
 
@@ -89,6 +126,7 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
 
     def step_fn(state, batch):
         params, key = state["params"], jax.random.wrap_key_data(state["rng"])
+        has_accuracy = not uses_label_losses(nnx.merge(graphdef, params, state["rest"], copy=True))  # trace time
         key = jax.random.fold_in(key, state["step"])
         if accum == 1:
             (loss, (rest, acc)), grads = grad_fn(params, state["rest"], batch, key)
@@ -116,6 +154,8 @@ def make_train_step(graphdef, tx, schedule, config: ConfigDict):
             "grad_norm": optax.global_norm(grads),
             "lr": schedule(state["step"]),
         }
+        if not has_accuracy:
+            del metrics["accuracy"]
         if guard:  # skip a non-finite update and report which tensor went bad first
             flags = jnp.stack(
                 [jnp.all(jnp.isfinite(batch["input"])), jnp.isfinite(loss)]
@@ -172,9 +212,15 @@ def abstract_sharded_state(config: ConfigDict, ds_info: dict, tx, mesh, rules):
     """(graphdef, abstract state, state shardings, init_state function) of `config`'s model and optimizer for
     `ds_info`; nothing is allocated. state = {params, rest, opt_state, step, rng}."""
     root_key = jax.random.key(config.seed)
+    # train-split label counts, computed only if the model asks (e.g. a unigram proposal or a Huffman tree)
+    counts = lambda: data.label_counts(config.data.name, config.data.train_split, config.data.data_dir or None)
     build = lambda rngs: apply_quant(  # config.quant: QuantDense layers (same parameter tree); 'none': unchanged
         models.make(
-            config.model, input_shape=tuple(ds_info["input_shape"]), num_classes=ds_info["num_classes"], rngs=rngs
+            config.model,
+            input_shape=tuple(ds_info["input_shape"]),
+            num_classes=ds_info["num_classes"],
+            rngs=rngs,
+            label_counts=counts,
         ),
         config.quant.to_dict(),
     )
@@ -207,6 +253,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
 
     `devices` (default: all) is what the mesh is built on; tests use it to compare 1-device and N-device runs."""
     config = config_lib.validate(config)
+    if config.train.init_from.startswith(HF_PREFIX):  # before any expensive work: the architectures must agree
+        check_hf_architecture(config.train.init_from, config.model)
     is_main = jax.process_index() == 0
     total = config.train.steps
 

@@ -8,11 +8,14 @@ document, jaxdl/data/text_corpora.py). Both models: AdamW 2e-3, warmup 100 + cos
 (~7.5 epochs), dropout 0.1. GPT: 4 layers, d 128, 4 heads, RoPE, tied embeddings (0.83 M parameters).
 LSTM: jaxdl.models.rnn_lm, 1 layer, d 256.
 Args: gpt | lstm for one run (`,smoke` for 30 steps); the sweep runs both.
+Output head: `--config.model.head=sampled|hierarchical` (default full) with `num_sampled`, `proposal`,
+`proposal_power`, `sample_unique`, `tree` (jaxdl/models/_lm_head.py; README "Output heads in the trainer").
 """
 
 import ml_collections
 
 from jaxdl import config as config_lib
+from jaxdl.models._lm_head import DEFAULTS as HEAD_DEFAULTS
 
 MODELS = {
     "gpt": dict(name="gpt", dim=128, depth=4, heads=4, dropout=0.1),
@@ -29,6 +32,8 @@ def get_config(arg: str = "gpt") -> ml_collections.ConfigDict:
     c.data.batch_size = 32
     c.data.eval_batch_size = 64
     c.model = ml_collections.ConfigDict(MODELS[tokens[0]])
+    c.model.update(HEAD_DEFAULTS)  # head="full": the models' own projection; the keys make --config.model.head=... work
+    c.model.tie_embeddings = c.model.name == "gpt"  # each model's default, settable (hierarchical needs False)
     c.optim.name = "adamw"
     c.optim.lr = 2e-3
     c.optim.weight_decay = 0.01

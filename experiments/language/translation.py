@@ -42,19 +42,19 @@ def get_config(arg: str = "transformer") -> ml_collections.ConfigDict:
         raise ValueError(f"config arg {arg!r}: expected one of {sorted(MODELS)} [,smoke]")
     c = config_lib.base()
     c.data.name = "numbers_words2digits"
-    c.data.batch_size = 128
+    c.data.batch_size = 64
     c.data.eval_batch_size = 500
     c.model = ml_collections.ConfigDict(MODELS[tokens[0]])
     c.optim.name = "adamw"
     c.optim.lr = LR[tokens[0]]
     c.optim.weight_decay = 0.01
     c.optim.schedule = "warmup_cosine"
-    c.optim.warmup_steps = 200
+    c.optim.warmup_steps = 100
     c.optim.clip_norm = 1.0
-    c.train.steps = 2000
+    c.train.steps = 1200
     c.train.log_every = 100
-    c.train.eval_every = 500
-    c.train.checkpoint_every = 1000
+    c.train.eval_every = 400
+    c.train.checkpoint_every = 400
     c.train.progress = False
     return config_lib.shrink_for_smoke(c) if smoke else c
 

@@ -2,5 +2,8 @@
 
 `hf_bert`: BERT (BertModel / BertForMaskedLM / BertForSequenceClassification names) <-> `jaxdl.models.bert`,
 plus `load_pretrained` for a HF model directory (config.json + model.safetensors) and `minilm_path` for the
-offline all-MiniLM-L6-v2 weights package. Converters read and write numpy arrays (`safetensors.numpy`); no torch.
+offline all-MiniLM-L6-v2 weights package. `hf_gpt2`: GPT-2 (GPT2LMHeadModel / GPT2Model names) <->
+`jaxdl.models.gpt` (learned positions, attention biases, LayerNorm eps 1e-5, tied embeddings), with
+`load_pretrained` / `save_pretrained` for HF model directories. `_common` holds their shared name, shape and tie
+checks. Converters read and write numpy arrays (`safetensors.numpy`); no torch.
 """

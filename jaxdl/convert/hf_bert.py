@@ -18,11 +18,11 @@ HF names (BertModel has no prefix; BertForMaskedLM / BertForSequenceClassificati
 Ignored on load: `embeddings.position_ids` (a buffer), `cls.predictions.decoder.*` (tied to the word embeddings
 and `cls.predictions.bias`; checked equal), `cls.seq_relationship.*` (BERT's next-sentence head). The pooler may
 be absent (BertForMaskedLM has none) unless the model classifies from it (head="classify", pool="cls"). A missing,
-unexpected or mis-shaped tensor raises an error naming it.
+unexpected or mis-shaped tensor raises an error naming it (`_common.CheckpointMismatch`, a KeyError and a
+ValueError, for the names; ValueError for a shape).
 """
 
 import importlib.util
-import json
 from collections.abc import Mapping, Sequence
 from math import prod
 from pathlib import Path
@@ -30,8 +30,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
+from jaxdl.convert._common import check_names, check_shape, check_tied, read_model_dir, strip_prefix
 from jaxdl.models import bert
 
 IGNORED = ("embeddings.position_ids", "cls.seq_relationship.")
@@ -100,35 +101,25 @@ def from_hf(
 ) -> bert.Model:
     """Loads HF `tensors` into `model` in place and returns it. Names in `keep_init` (prefixes, e.g. "cls.") may
     be absent and keep their initial values; checkpoint tensors starting with a `skip` prefix are ignored."""
-    given = {k.removeprefix("bert."): v for k, v in tensors.items()}
-    if len(given) != len(tensors):
-        raise ValueError("hf_bert: the checkpoint holds the same tensor both with and without the 'bert.' prefix")
+    given = strip_prefix(tensors, "bert.", "hf_bert")
     entries = _entries(model)
-    expected = {name for name, _, _ in entries}
-    optional = tuple(keep_init) + (() if _uses_pooler(model) else ("pooler.",))
-    missing = sorted(k for k in expected - given.keys() if not k.startswith(optional))
-    if missing:
-        raise KeyError(f"hf_bert: checkpoint lacks {len(missing)} tensor(s) the model needs, e.g. {missing[:5]}")
-    ignorable = lambda k: k.startswith(IGNORED + tuple(skip)) or k in TIED
-    extra = sorted(k for k in given.keys() - expected if not ignorable(k))
-    if extra:
-        raise KeyError(
-            f"hf_bert: checkpoint has {len(extra)} tensor(s) this model (head={model.head!r}, depth="
-            f"{len(model.layers)}) has no place for, e.g. {extra[:5]}; pass skip=(prefix, ...) to ignore them"
-        )
+    check_names(
+        "hf_bert",
+        (name for name, _, _ in entries),
+        given,
+        optional=tuple(keep_init) + (() if _uses_pooler(model) else ("pooler.",)),
+        ignore=lambda k: k.startswith(IGNORED + tuple(skip)) or k in TIED,
+        model=f" (head={model.head!r}, depth={len(model.layers)})",
+        hint="; pass skip=(prefix, ...) to ignore them",
+    )
     for name, var, n in entries:
         if name not in given:
             continue
         a = np.asarray(given[name])
-        if a.shape != _hf_shape(var.shape, n):
-            raise ValueError(f"hf_bert: tensor {name!r} has shape {a.shape}, the model needs {_hf_shape(var.shape, n)}")
+        check_shape("hf_bert", name, a, _hf_shape(var.shape, n))
         a = a.T.reshape(var.shape) if n > 0 else a.reshape(var.shape)
         var.set_value(jnp.asarray(a, dtype=var.dtype))
-    for tied, source in TIED.items():
-        if tied in given and source in given and not np.array_equal(given[tied], given[source]):
-            raise ValueError(
-                f"hf_bert: {tied!r} differs from {source!r}; jaxdl's BERT ties them (untied not supported)"
-            )
+    check_tied("hf_bert", given, TIED)
     return model
 
 
@@ -158,14 +149,10 @@ def load_pretrained(
     """A `bert.Model` built from the HF model directory `path` (config.json + model.safetensors) with its weights;
     head parameters the checkpoint lacks (e.g. a new classifier) keep their random init (seed). `kw` override
     model arguments (e.g. dropout). For head="mlm", num_classes is the checkpoint's vocabulary size."""
-    path = Path(path)
-    for f in ("config.json", "model.safetensors"):
-        if not (path / f).is_file():
-            raise FileNotFoundError(f"hf_bert: {path / f} not found (need a HF model directory)")
-    args = model_kwargs(json.loads((path / "config.json").read_text())) | kw
+    config, tensors = read_model_dir(path, "hf_bert")
+    args = model_kwargs(config) | kw
     if head == "mlm":
         num_classes = args.pop("vocab_size")
-    tensors = load_file(str(path / "model.safetensors"))
     make = lambda: bert.Model(
         input_shape=(length or args["max_positions"],), num_classes=num_classes, head=head, rngs=nnx.Rngs(seed), **args
     )

@@ -2,7 +2,7 @@
 
 from jaxdl.data import augment, subset
 from jaxdl.data.pipeline import TrainLoader, eval_batches
-from jaxdl.data.registry import DATASETS, builder, default_data_dir, info, load, preprocess
+from jaxdl.data.registry import DATASETS, builder, default_data_dir, info, label_counts, load, preprocess
 
 __all__ = [
     "DATASETS",
@@ -12,6 +12,7 @@ __all__ = [
     "default_data_dir",
     "eval_batches",
     "info",
+    "label_counts",
     "load",
     "preprocess",
     "subset",

@@ -5,6 +5,7 @@ processes wait for one builder) and returns a random-access source read with `as
 """
 
 import fcntl
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -93,3 +94,27 @@ def info(name: str, data_dir: str | None = None) -> dict[str, Any]:
         "input_shape": INPUT_SHAPES.get(name, tuple(features[x_key].shape)),
         "splits": {s: b.info.splits[s].num_examples for s in b.info.splits},
     }
+
+
+def label_counts(name: str, split: str = "train", data_dir: str | None = None) -> np.ndarray:
+    """int64 [num_classes]: how often each class id occurs among the preprocessed labels of `split` (every label
+    of every example, labels < 0 ignored). For token datasets these are the token counts that unigram proposals
+    and Huffman trees are built from. One pass over the split, cached per (name, split, data_dir); read-only."""
+    return _label_counts(name, split, data_dir or default_data_dir())
+
+
+@functools.lru_cache(maxsize=16)
+def _label_counts(name: str, split: str, data_dir: str) -> np.ndarray:
+    source, num_classes = load(name, split, data_dir), info(name, data_dir)["num_classes"]
+    counts = np.zeros(num_classes, np.int64)
+    for start in range(0, len(source), 1024):
+        idx = list(range(start, min(start + 1024, len(source))))
+        rows = source.__getitems__(idx) if hasattr(source, "__getitems__") else [source[i] for i in idx]
+        labels = preprocess(name, {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})["label"]
+        labels = np.asarray(labels).ravel()
+        labels = labels[labels >= 0]
+        if labels.size and labels.max() >= num_classes:
+            raise ValueError(f"dataset {name!r} split {split!r} has label {labels.max()} >= num_classes={num_classes}")
+        counts += np.bincount(labels, minlength=num_classes)
+    counts.flags.writeable = False
+    return counts

@@ -42,7 +42,8 @@ def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, q_pos: jax.Array)
 
 class CausalSelfAttention(nnx.Module):
     """[batch, seq, embed] -> [batch, seq, embed]; wq [embed, heads, kv], wk/wv [embed, kv_heads, kv] (GQA when
-    kv_heads < heads), wo [heads, kv, embed]. RoPE (when `rope`) rotates q and k by their absolute positions."""
+    kv_heads < heads), wo [heads, kv, embed]; with `use_bias` also bq [heads, kv], bk/bv [kv_heads, kv], bo [embed]
+    (zero init; GPT-2 has them). RoPE (when `rope`) rotates q and k by their absolute positions."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class CausalSelfAttention(nnx.Module):
         rope: bool = True,
         rope_base: float = 10000.0,
         attention_impl: str = "xla",
+        use_bias: bool = False,
         dtype: str,
         param_dtype: str,
         rngs: nnx.Rngs,
@@ -78,19 +80,34 @@ class CausalSelfAttention(nnx.Module):
         out_init = nnx.initializers.lecun_normal(in_axis=(0, 1), out_axis=2)
         out_init = nnx.with_partitioning(out_init, ("heads", "kv", "embed"))
         self.wo = nnx.Param(out_init(rngs.params(), (heads, self.head_dim, dim), pdt))
+        self.use_bias = use_bias
+        if use_bias:
+            # zeros need no randomness: a fixed key, so turning biases on leaves the other initial values unchanged
+            zeros = lambda names, shape: nnx.Param(
+                nnx.with_partitioning(nnx.initializers.zeros, names)(jax.random.key(0), shape, pdt)
+            )
+            self.bq = zeros(("heads", "kv"), (heads, self.head_dim))
+            self.bk = zeros(("heads", "kv"), (kv_heads, self.head_dim))
+            self.bv = zeros(("heads", "kv"), (kv_heads, self.head_dim))
+            self.bo = zeros(("embed",), (dim,))
 
     def _qkv(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         x = x.astype(self.dtype)
-        proj = lambda w: constrain(
-            jnp.einsum("bld,dhk->blhk", x, w[...].astype(self.dtype)), ("batch", "length", "heads", "kv")
-        )
-        q, k, v = proj(self.wq), proj(self.wk), proj(self.wv)
+
+        def proj(w, b):
+            y = jnp.einsum("bld,dhk->blhk", x, w[...].astype(self.dtype))
+            y = y + b[...].astype(self.dtype) if self.use_bias else y
+            return constrain(y, ("batch", "length", "heads", "kv"))
+
+        bq, bk, bv = (self.bq, self.bk, self.bv) if self.use_bias else (None, None, None)
+        q, k, v = proj(self.wq, bq), proj(self.wk, bk), proj(self.wv, bv)
         if self.rope:
             q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
         return q, k, v
 
     def _out(self, o: jax.Array) -> jax.Array:
-        return jnp.einsum("blhk,hkd->bld", o, self.wo[...].astype(self.dtype))
+        y = jnp.einsum("blhk,hkd->bld", o, self.wo[...].astype(self.dtype))
+        return y + self.bo[...].astype(self.dtype) if self.use_bias else y
 
     def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
         """x [batch, seq, embed] at positions [seq] (0..seq-1 for a fresh sequence)."""

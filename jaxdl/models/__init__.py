@@ -6,19 +6,24 @@ the rest from `config.model` (minus `name`). Models map `[batch, *input_shape]` 
 `[batch, num_classes]` (sequence models: `[batch, length, vocab]`) and are called as
 `model(x, train=..., rngs=..., **extra)`, where `extra` holds the batch's other model inputs (e.g. an
 encoder-decoder's `target_in`; see `jaxdl.train.model_inputs`).
+
+A model whose constructor takes `label_counts` also gets the training data's label counts from the trainer: a
+zero-argument function returning int64 [num_classes] (`jaxdl.data.label_counts` of the train split, computed on
+its first call), for output layers built from token frequencies (unigram proposals, Huffman trees); None when
+the builder has no dataset.
 """
 
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flax import nnx
 
 from jaxdl.layers.remat import check_policy
 
-_PROVIDED = ("input_shape", "num_classes", "rngs")
+_PROVIDED = ("input_shape", "num_classes", "rngs", "label_counts")  # label_counts: only to models that take it
 
 
 def available() -> list[str]:
@@ -61,10 +66,20 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
             raise ValueError(f"config.model.{p} is required by model {name!r}")
 
 
-def make(config: Mapping[str, Any], *, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
-    """Builds `config.name` with the other keys of `config` as keyword arguments."""
+def make(
+    config: Mapping[str, Any],
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    rngs: nnx.Rngs,
+    label_counts: Callable[[], Any] | None = None,
+) -> nnx.Module:
+    """Builds `config.name` with the other keys of `config` as keyword arguments (and `label_counts` when the
+    model's constructor takes it)."""
     kwargs = {k: v for k, v in dict(config).items() if k != "name"}
     check_kwargs(config["name"], kwargs)
     check_policy(kwargs.get("remat", "none"))
     cls = get_class(config["name"])
+    if "label_counts" in _init_params(cls):
+        kwargs["label_counts"] = label_counts
     return cls(input_shape=tuple(input_shape), num_classes=num_classes, rngs=rngs, **kwargs)

@@ -1,10 +1,18 @@
 """GPT-style decoder-only language model with scanned layers and a KV cache for generation.
 
 tokens int32 [batch, seq] -> token embedding (+ learned positions, or RoPE inside attention) -> dropout ->
-`depth` pre-norm blocks (x + drop(attn(norm(x))), x + mlp(norm(x)); causal self-attention with optional GQA, GELU
-MLP), stacked on a leading `layers` axis and run with `nnx.scan` -> final norm -> logits float32
-[batch, seq, vocab] (vocab = `num_classes`; the output projection is the transposed token embedding when
-`tie_embeddings`).
+`depth` pre-norm blocks (x + drop(attn(norm(x))), x + mlp(norm(x)); causal self-attention with optional GQA and
+optional q/k/v/out biases, tanh-approximate GELU MLP with biases), stacked on a leading `layers` axis and run with
+`nnx.scan` -> final norm -> logits float32 [batch, seq, vocab] (vocab = `num_classes`; the output projection is
+the transposed token embedding when `tie_embeddings`). With positions="learned", norm_eps=1e-5, attention_bias
+this is GPT-2 (`jaxdl.convert.hf_gpt2` loads Hugging Face GPT-2 checkpoints).
+
+Output head (`jaxdl.models._lm_head`): `head="full"` (default) is the projection above; `head="sampled"` or
+`"hierarchical"` (options `num_sampled`, `proposal`, `proposal_power`, `sample_unique`, `tree`) trains through
+`label_losses(tokens, labels, train=True, rngs=...)` -> per-position losses float32 [batch, seq] (the trainer's
+`uses_label_losses` protocol, see `jaxdl.train`), never building training logits, while `__call__` and
+`decode_step` return logits of the exact distribution (sampled: full softmax over the same weights; hierarchical:
+exact log-probabilities), so evaluation and generation are exact.
 
 Generation (see `jaxdl.decode` for the jitted greedy/sampling/beam loops): `init_cache(batch, max_len)` allocates
 `{"k", "v": [layers, batch, max_len, kv_heads, head_dim], "index": int32 []}` (index = slots filled, shared by the
@@ -20,6 +28,7 @@ from flax import nnx
 from jaxdl.layers.causal_attention import CausalSelfAttention
 from jaxdl.layers.mlp import Mlp
 from jaxdl.layers.remat import remat as remat_fn
+from jaxdl.models import _lm_head
 from jaxdl.models._common import to_dtype
 from jaxdl.parallel import rules
 from jaxdl.parallel.rules import constrain
@@ -29,8 +38,8 @@ POSITIONS = ("rope", "learned")
 CACHE_BATCH_AXIS = 1  # rows of the cache's k/v arrays [layers, batch, max_len, kv_heads, head_dim]
 
 
-def _norm(kind: str, dim: int, *, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.Module:
-    kw = dict(dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
+def _norm(kind: str, dim: int, eps: float, *, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.Module:
+    kw = dict(epsilon=eps, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
     scale = nnx.with_partitioning(nnx.initializers.ones, ("embed",))
     if kind == "rms":
         return nnx.RMSNorm(dim, scale_init=scale, **kw)
@@ -43,11 +52,28 @@ class Block(nnx.Module):
     """Pre-norm decoder block on [batch, seq, embed]."""
 
     def __init__(
-        self, dim, heads, kv_heads, mlp_dim, dropout, norm, rope, rope_base, impl, *, dtype, param_dtype, rngs
+        self,
+        dim,
+        heads,
+        kv_heads,
+        mlp_dim,
+        dropout,
+        norm,
+        eps,
+        rope,
+        rope_base,
+        bias,
+        impl,
+        *,
+        dtype,
+        param_dtype,
+        rngs,
     ):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.norm1, self.norm2 = _norm(norm, dim, **kw), _norm(norm, dim, **kw)
-        self.attn = CausalSelfAttention(dim, heads, kv_heads, rope=rope, rope_base=rope_base, attention_impl=impl, **kw)
+        self.norm1, self.norm2 = _norm(norm, dim, eps, **kw), _norm(norm, dim, eps, **kw)
+        self.attn = CausalSelfAttention(
+            dim, heads, kv_heads, rope=rope, rope_base=rope_base, attention_impl=impl, use_bias=bias, **kw
+        )
         self.drop = nnx.Dropout(dropout)
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout, **kw)
 
@@ -78,31 +104,48 @@ class Model(nnx.Module):
         mlp_dim: int = 0,
         dropout: float = 0.0,
         norm: str = "layer",
+        norm_eps: float = 1e-6,
         positions: str = "rope",
         rope_base: float = 10000.0,
         max_len: int = 0,
         tie_embeddings: bool = True,
+        attention_bias: bool = False,
         dtype: str = "float32",
         param_dtype: str = "float32",
         remat: str = "none",
         attention_impl: str = "xla",
+        head: str = _lm_head.DEFAULTS["head"],
+        num_sampled: int = _lm_head.DEFAULTS["num_sampled"],
+        proposal: str = _lm_head.DEFAULTS["proposal"],
+        proposal_power: float = _lm_head.DEFAULTS["proposal_power"],
+        sample_unique: bool = _lm_head.DEFAULTS["sample_unique"],
+        tree: str = _lm_head.DEFAULTS["tree"],
+        label_counts: _lm_head.Counts = None,
         rngs: nnx.Rngs,
     ):
         """num_kv_heads: key/value heads (0 = heads; fewer = GQA, 1 = MQA). mlp_dim 0 = 4 * dim. norm: "layer"
-        (LayerNorm) or "rms" (RMSNorm). positions: "rope" (rotary, in attention) or "learned" (a [max_len, dim]
-        table; max_len 0 = input_shape[0], which also bounds generation). attention_impl picks the training
-        attention kernel (kernels.attention.api: xla | cudnn | pallas | triton | auto)."""
+        (LayerNorm) or "rms" (RMSNorm), with epsilon norm_eps (GPT-2: 1e-5). attention_bias adds biases to the
+        q/k/v/output projections (GPT-2 has them; the MLP always has biases). positions: "rope" (rotary, in
+        attention) or "learned" (a [max_len, dim] table; max_len 0 = input_shape[0], which also bounds
+        generation). attention_impl picks the training attention kernel (kernels.attention.api: xla | cudnn |
+        pallas | triton | auto). head and its options (num_sampled, proposal, proposal_power, sample_unique,
+        tree): the output layer, see `jaxdl.models._lm_head`; label_counts (from the trainer): train-split token
+        counts [vocab] or a function returning them, needed by proposal="unigram" and tree="huffman"."""
         if len(input_shape) != 1:
             raise ValueError(f"gpt: input_shape must be (seq,) of token ids, got {tuple(input_shape)}")
         if norm not in NORMS:
             raise ValueError(f"config.model.norm={norm!r}: choose one of {NORMS}")
         if positions not in POSITIONS:
             raise ValueError(f"config.model.positions={positions!r}: choose one of {POSITIONS}")
+        if not norm_eps > 0:
+            raise ValueError(f"config.model.norm_eps={norm_eps}: must be > 0")
         if num_classes < 2:
             raise ValueError(f"gpt: num_classes (the vocabulary size) must be >= 2, got {num_classes}")
+        _lm_head.check(head, tie_embeddings=tie_embeddings, proposal=proposal, tree=tree, model="gpt")
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.vocab, self.dim, self.depth, self.remat, self.dropout = num_classes, dim, depth, remat, dropout
-        self.positions, self.tie = positions, tie_embeddings
+        self.positions, self.tie, self.head_kind = positions, tie_embeddings, head
+        self.uses_label_losses = head != "full"  # the trainer's protocol: train through label_losses
         self.max_len = max_len or input_shape[0]
         self.kv_heads, self.head_dim = num_kv_heads or heads, dim // heads
         self.dtype = to_dtype(dtype)
@@ -113,7 +156,8 @@ class Model(nnx.Module):
             pos_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("length", "embed"))
             self.pos = nnx.Param(pos_init(rngs.params(), (self.max_len, dim), to_dtype(param_dtype)))
         self.drop = nnx.Dropout(dropout)
-        args = (dim, heads, self.kv_heads, mlp_dim or 4 * dim, dropout, norm, positions == "rope", rope_base)
+        args = (dim, heads, self.kv_heads, mlp_dim or 4 * dim, dropout, norm, norm_eps, positions == "rope", rope_base,
+                attention_bias)  # fmt: skip
 
         @nnx.split_rngs(splits=depth)
         @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=depth, transform_metadata={nnx.PARTITION_NAME: "layers"})
@@ -121,8 +165,14 @@ class Model(nnx.Module):
             return Block(*args, attention_impl, rngs=rngs, **kw)
 
         self.blocks = make_blocks(rngs)
-        self.norm = _norm(norm, dim, rngs=rngs, **kw)
-        if not tie_embeddings:
+        self.norm = _norm(norm, dim, norm_eps, rngs=rngs, **kw)
+        if head != "full":
+            self.head = _lm_head.make(
+                head, dim, num_classes, tied=self.embed if tie_embeddings else None, num_sampled=num_sampled,
+                proposal=proposal, proposal_power=proposal_power, sample_unique=sample_unique, tree=tree,
+                label_counts=label_counts, rngs=rngs, **kw,
+            )  # fmt: skip
+        elif not tie_embeddings:
             self.head = nnx.Linear(
                 dim,
                 num_classes,
@@ -143,6 +193,8 @@ class Model(nnx.Module):
 
     def _logits(self, h: jax.Array) -> jax.Array:
         h = self.norm(h)
+        if self.head_kind != "full":
+            return _lm_head.logits(self.head, h)
         logits = self.embed.attend(h) if self.tie else self.head(h)
         return logits.astype(jnp.float32)
 
@@ -151,6 +203,23 @@ class Model(nnx.Module):
             raise ValueError(f"gpt: {end} positions exceed the learned table (config.model.max_len={self.max_len})")
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """tokens int [batch, seq] -> logits float32 [batch, seq, vocab] (of the exact distribution)."""
+        return self._logits(self._hidden(x, train, rngs))
+
+    def label_losses(
+        self, x: jax.Array, labels: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None
+    ) -> jax.Array:
+        """tokens int [batch, seq], labels int [batch, seq] -> -log p(label) float32 [batch, seq], 0 at labels < 0.
+
+        train=True: the head's training loss (sampled: K negatives drawn from rngs' `sampling` stream, else
+        `dropout`); train=False: the exact cross-entropy. The full head computes the logits."""
+        h = self._hidden(x, train, rngs)
+        if self.head_kind == "full":
+            return _lm_head.full_losses(self._logits(h), labels)
+        return self.head(self.norm(h), labels, train=train, rngs=rngs)
+
+    def _hidden(self, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
+        """tokens [batch, seq] -> last block's output [batch, seq, dim] (before the final norm)."""
         if rules.mesh_axis_size("layers") > 1:
             raise ValueError("gpt does not support pipeline parallelism (config.sharding.strategy with 'pp')")
         if x.ndim != 2:
@@ -170,7 +239,7 @@ class Model(nnx.Module):
         def run(h, block, key):
             return block_fn(block, h, key)
 
-        return self._logits(run(h, self.blocks, keys))
+        return run(h, self.blocks, keys)
 
     # ----------------------------------------------------------------------------------------------- KV cache
     def init_cache(self, batch: int, max_len: int, dtype=None) -> dict:

@@ -14,12 +14,20 @@ Generation (the `jaxdl.decode` step-function interface, cache rows on axis `CACH
 `init_cache(batch)` gives the zero recurrent state {"layers": one carry per layer ((c, h) for LSTM, h for GRU),
 [batch, dim] arrays}; `decode_step(tokens [batch, t], cache) -> (logits [batch, t, vocab], cache)` continues it and
 equals the full forward pass at the same positions.
+
+Output head (`jaxdl.models._lm_head`): `head="full"` (default) is the projection above; `head="sampled"` or
+`"hierarchical"` (options `num_sampled`, `proposal`, `proposal_power`, `sample_unique`, `tree`) trains through
+`label_losses(tokens, labels, train=True, rngs=...)` -> per-position losses float32 [batch, seq] (the trainer's
+`uses_label_losses` protocol, see `jaxdl.train`), never building training logits, while `__call__` and
+`decode_step` return logits of the exact distribution (sampled: full softmax over the same weights; hierarchical:
+exact log-probabilities). With `tie_embeddings` the sampled head's output vectors are the embedding table.
 """
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.models import _lm_head
 from jaxdl.models._common import dense, to_dtype
 
 CELLS = {"lstm": nnx.OptimizedLSTMCell, "gru": nnx.GRUCell}
@@ -45,9 +53,19 @@ class Model(nnx.Module):
         tie_embeddings: bool = False,
         dtype: str = "float32",
         param_dtype: str = "float32",
+        head: str = _lm_head.DEFAULTS["head"],
+        num_sampled: int = _lm_head.DEFAULTS["num_sampled"],
+        proposal: str = _lm_head.DEFAULTS["proposal"],
+        proposal_power: float = _lm_head.DEFAULTS["proposal_power"],
+        sample_unique: bool = _lm_head.DEFAULTS["sample_unique"],
+        tree: str = _lm_head.DEFAULTS["tree"],
+        label_counts: _lm_head.Counts = None,
         rngs: nnx.Rngs,
     ):
-        """cell: "lstm" or "gru". dim: units per layer (and direction). embed_dim 0 = dim."""
+        """cell: "lstm" or "gru". dim: units per layer (and direction). embed_dim 0 = dim. head and its options
+        (num_sampled, proposal, proposal_power, sample_unique, tree): the output layer, see
+        `jaxdl.models._lm_head`; label_counts (from the trainer): train-split token counts [vocab] or a function
+        returning them, needed by proposal="unigram" and tree="huffman"."""
         if len(input_shape) != 1:
             raise ValueError(f"rnn_lm: input_shape must be (seq,) of token ids, got {tuple(input_shape)}")
         if cell not in CELLS:
@@ -57,7 +75,10 @@ class Model(nnx.Module):
         embed_dim = embed_dim or dim
         if tie_embeddings and (embed_dim != dim or bidirectional):
             raise ValueError("config.model.tie_embeddings needs embed_dim == dim and bidirectional=False")
+        _lm_head.check(head, tie_embeddings=tie_embeddings, proposal=proposal, tree=tree, model="rnn_lm")
         self.cell, self.dim, self.tie, self.bidirectional = cell, dim, tie_embeddings, bidirectional
+        self.head_kind = head
+        self.uses_label_losses = head != "full"  # the trainer's protocol: train through label_losses
         self.carry_dtype = to_dtype(dtype)
         emb_init = nnx.with_partitioning(nnx.initializers.normal(embed_dim**-0.5), ("vocab", "embed"))
         self.embed = nnx.Embed(
@@ -78,7 +99,13 @@ class Model(nnx.Module):
             else []
         )
         self.drop = nnx.Dropout(dropout)
-        if not tie_embeddings:
+        if head != "full":
+            self.head = _lm_head.make(
+                head, width, num_classes, tied=self.embed if tie_embeddings else None, num_sampled=num_sampled,
+                proposal=proposal, proposal_power=proposal_power, sample_unique=sample_unique, tree=tree,
+                label_counts=label_counts, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+            )  # fmt: skip
+        elif not tie_embeddings:
             self.head = dense(width, num_classes, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def _zero_carry(self, batch: int):
@@ -86,11 +113,14 @@ class Model(nnx.Module):
         zeros = jnp.zeros((batch, self.dim), self.carry_dtype)
         return (zeros, zeros) if self.cell == "lstm" else zeros
 
-    def _logits(self, h: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
-        h = self.drop(h, deterministic=not train, rngs=rngs)
+    def _logits(self, h: jax.Array) -> jax.Array:
+        """Output features [batch, seq, width] (after the last dropout) -> logits float32 [batch, seq, vocab]."""
+        if self.head_kind != "full":
+            return _lm_head.logits(self.head, h)
         return (self.embed.attend(h) if self.tie else self.head(h)).astype(jnp.float32)
 
     def _run(self, x, carries, train, rngs):
+        """-> (output features [batch, seq, width] after the last dropout, new carries)."""
         if x.ndim != 2:
             raise ValueError(f"rnn_lm: tokens must be [batch, seq], got shape {tuple(x.shape)}")
         h = self.drop(self.embed(x.astype(jnp.int32)), deterministic=not train, rngs=rngs)
@@ -103,10 +133,28 @@ class Model(nnx.Module):
             if self.bidirectional:
                 y = jnp.concatenate([y, self.backward[i](h, initial_carry=self._zero_carry(x.shape[0]))], -1)
             h = y
-        return self._logits(h, train, rngs), new
+        return self.drop(h, deterministic=not train, rngs=rngs), new
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
-        return self._run(x, [self._zero_carry(x.shape[0])] * len(self.forward), train, rngs)[0]
+        """tokens int [batch, seq] -> logits float32 [batch, seq, vocab] (of the exact distribution)."""
+        return self._logits(self._run(x, self._zero_carries(x), train, rngs)[0])
+
+    def label_losses(
+        self, x: jax.Array, labels: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None
+    ) -> jax.Array:
+        """tokens int [batch, seq], labels int [batch, seq] -> -log p(label) float32 [batch, seq], 0 at labels < 0.
+
+        train=True: the head's training loss (sampled: K negatives drawn from rngs' `sampling` stream, else
+        `dropout`); train=False: the exact cross-entropy. The full head computes the logits."""
+        h = self._run(x, self._zero_carries(x), train, rngs)[0]
+        if self.head_kind == "full":
+            return _lm_head.full_losses(self._logits(h), labels)
+        return self.head(h, labels, train=train, rngs=rngs)
+
+    def _zero_carries(self, x: jax.Array) -> list:
+        if x.ndim != 2:
+            raise ValueError(f"rnn_lm: tokens must be [batch, seq], got shape {tuple(x.shape)}")
+        return [self._zero_carry(x.shape[0])] * len(self.forward)
 
     def init_cache(self, batch: int) -> dict:
         """The zero recurrent state of `batch` rows."""
@@ -116,5 +164,5 @@ class Model(nnx.Module):
         """tokens [batch, t] continuing the cached state -> (logits [batch, t, vocab] float32, updated cache)."""
         if self.bidirectional:
             raise ValueError("rnn_lm: a bidirectional model sees the future; it cannot decode step by step")
-        logits, carries = self._run(tokens, cache["layers"], False, None)
-        return logits, {"layers": carries}
+        h, carries = self._run(tokens, cache["layers"], False, None)
+        return self._logits(h), {"layers": carries}
