@@ -15,7 +15,7 @@ Output head: `--config.model.head=sampled|hierarchical` (default full) with `num
 import ml_collections
 
 from jaxdl import config as config_lib
-from jaxdl.models._lm_head import DEFAULTS as HEAD_DEFAULTS
+from jaxdl.models._lm_head import options as head_options
 
 MODELS = {
     "gpt": dict(name="gpt", dim=128, depth=4, heads=4, dropout=0.1),
@@ -32,7 +32,8 @@ def get_config(arg: str = "gpt") -> ml_collections.ConfigDict:
     c.data.batch_size = 32
     c.data.eval_batch_size = 64
     c.model = ml_collections.ConfigDict(MODELS[tokens[0]])
-    c.model.update(HEAD_DEFAULTS)  # head="full": the models' own projection; the keys make --config.model.head=... work
+    # head="full": the models' own projection; the keys make --config.model.head=... work
+    c.model.update({k: v for k, v in head_options().items() if k != "label_counts"})
     c.model.tie_embeddings = c.model.name == "gpt"  # each model's default, settable (hierarchical needs False)
     c.optim.name = "adamw"
     c.optim.lr = 2e-3

@@ -37,12 +37,17 @@ def get_class(name: str) -> type[nnx.Module]:
 
 
 def _init_params(cls: type) -> dict[str, inspect.Parameter]:
-    """The keyword arguments of `cls.__init__`, following `**kwargs` into the base classes (e.g. vit -> transformer)."""
+    """The keyword arguments of `cls.__init__`, following `**kwargs` into the base classes (e.g. vit -> transformer)
+    or, for a class with `EXTRA_ARGS` (a function), into that function's keyword arguments (e.g. the language
+    models' output-head options, `jaxdl.models._lm_head.options`)."""
     params: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
         sig = inspect.signature(klass.__init__).parameters
+        if "EXTRA_ARGS" in vars(klass):  # **kwargs are exactly these: stop here
+            sig = {k: v for k, v in sig.items() if v.kind != inspect.Parameter.VAR_KEYWORD}
+            sig |= inspect.signature(klass.EXTRA_ARGS).parameters
         params.update({k: v for k, v in sig.items() if v.kind != inspect.Parameter.VAR_KEYWORD and k not in params})
         if not any(v.kind == inspect.Parameter.VAR_KEYWORD for v in sig.values()):
             break

@@ -38,15 +38,29 @@ from flax import nnx
 from jaxdl.layers import softmax
 
 HEADS = softmax.NAMES  # ("full", "sampled", "hierarchical")
-DEFAULTS = dict(
-    head="full", num_sampled=64, proposal="unigram", proposal_power=0.75, sample_unique=True, tree="huffman"
-)
-
 Counts = np.ndarray | Callable[[], np.ndarray] | None
 
 
-def check(head: str, *, tie_embeddings: bool, proposal: str, tree: str, model: str) -> None:
-    """Fails naming the config key on an unknown head / proposal / tree or an impossible tie."""
+def options(
+    *,
+    head: str = "full",
+    num_sampled: int = 64,
+    proposal: str = "unigram",
+    proposal_power: float = 0.75,
+    sample_unique: bool = True,
+    tree: str = "huffman",
+    label_counts: Counts = None,
+) -> dict:
+    """The head's config keys with their defaults (the module docstring says what each does). A language model
+    takes them as `**head_options` and names this function `HEAD_OPTIONS`, so the model registry accepts and
+    checks them as the model's own arguments; label_counts comes from the trainer, not the config."""
+    return dict(head=head, num_sampled=num_sampled, proposal=proposal, proposal_power=proposal_power,
+                sample_unique=sample_unique, tree=tree, label_counts=label_counts)  # fmt: skip
+
+
+def check(opts: dict, *, tie_embeddings: bool, model: str) -> None:
+    """Fails naming the config key on an unknown head / proposal / tree or an impossible tie (`opts`: `options`)."""
+    head, proposal, tree = opts["head"], opts["proposal"], opts["tree"]
     if head not in HEADS:
         raise ValueError(f"config.model.head={head!r}: choose one of {HEADS}")
     if head == "sampled" and proposal not in softmax.PROPOSALS:
@@ -74,10 +88,10 @@ def _counts(label_counts: Counts, vocab: int, key: str, value: str, alternatives
 
 
 def make(
-    head: str,
     dim: int,
     vocab: int,
     *,
+    head: str,
     tied: nnx.Embed | None,
     num_sampled: int,
     proposal: str,

@@ -92,6 +92,8 @@ class Block(nnx.Module):
 class Model(nnx.Module):
     """tokens [batch, seq] -> logits [batch, seq, vocab] (float32); vocab = num_classes."""
 
+    EXTRA_ARGS = staticmethod(_lm_head.options)  # the output head's keys, taken as **head_options
+
     def __init__(
         self,
         *,
@@ -114,23 +116,16 @@ class Model(nnx.Module):
         param_dtype: str = "float32",
         remat: str = "none",
         attention_impl: str = "xla",
-        head: str = _lm_head.DEFAULTS["head"],
-        num_sampled: int = _lm_head.DEFAULTS["num_sampled"],
-        proposal: str = _lm_head.DEFAULTS["proposal"],
-        proposal_power: float = _lm_head.DEFAULTS["proposal_power"],
-        sample_unique: bool = _lm_head.DEFAULTS["sample_unique"],
-        tree: str = _lm_head.DEFAULTS["tree"],
-        label_counts: _lm_head.Counts = None,
         rngs: nnx.Rngs,
+        **head_options,
     ):
         """num_kv_heads: key/value heads (0 = heads; fewer = GQA, 1 = MQA). mlp_dim 0 = 4 * dim. norm: "layer"
         (LayerNorm) or "rms" (RMSNorm), with epsilon norm_eps (GPT-2: 1e-5). attention_bias adds biases to the
         q/k/v/output projections (GPT-2 has them; the MLP always has biases). positions: "rope" (rotary, in
         attention) or "learned" (a [max_len, dim] table; max_len 0 = input_shape[0], which also bounds
         generation). attention_impl picks the training attention kernel (kernels.attention.api: xla | cudnn |
-        pallas | triton | auto). head and its options (num_sampled, proposal, proposal_power, sample_unique,
-        tree): the output layer, see `jaxdl.models._lm_head`; label_counts (from the trainer): train-split token
-        counts [vocab] or a function returning them, needed by proposal="unigram" and tree="huffman"."""
+        pallas | triton | auto). head_options: the output layer's keys (head, num_sampled, ...; label_counts from
+        the trainer), see `jaxdl.models._lm_head.options`."""
         if len(input_shape) != 1:
             raise ValueError(f"gpt: input_shape must be (seq,) of token ids, got {tuple(input_shape)}")
         if norm not in NORMS:
@@ -141,7 +136,9 @@ class Model(nnx.Module):
             raise ValueError(f"config.model.norm_eps={norm_eps}: must be > 0")
         if num_classes < 2:
             raise ValueError(f"gpt: num_classes (the vocabulary size) must be >= 2, got {num_classes}")
-        _lm_head.check(head, tie_embeddings=tie_embeddings, proposal=proposal, tree=tree, model="gpt")
+        opts = _lm_head.options(**head_options)
+        head = opts["head"]
+        _lm_head.check(opts, tie_embeddings=tie_embeddings, model="gpt")
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.vocab, self.dim, self.depth, self.remat, self.dropout = num_classes, dim, depth, remat, dropout
         self.positions, self.tie, self.head_kind = positions, tie_embeddings, head
@@ -167,11 +164,8 @@ class Model(nnx.Module):
         self.blocks = make_blocks(rngs)
         self.norm = _norm(norm, dim, norm_eps, rngs=rngs, **kw)
         if head != "full":
-            self.head = _lm_head.make(
-                head, dim, num_classes, tied=self.embed if tie_embeddings else None, num_sampled=num_sampled,
-                proposal=proposal, proposal_power=proposal_power, sample_unique=sample_unique, tree=tree,
-                label_counts=label_counts, rngs=rngs, **kw,
-            )  # fmt: skip
+            tied = self.embed if tie_embeddings else None
+            self.head = _lm_head.make(dim, num_classes, tied=tied, rngs=rngs, **kw, **opts)
         elif not tie_embeddings:
             self.head = nnx.Linear(
                 dim,

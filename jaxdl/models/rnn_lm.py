@@ -38,6 +38,7 @@ class Model(nnx.Module):
     """tokens [batch, seq] -> logits [batch, seq, vocab] (float32); vocab = num_classes."""
 
     CACHE_BATCH_AXIS = CACHE_BATCH_AXIS
+    EXTRA_ARGS = staticmethod(_lm_head.options)  # the output head's keys, taken as **head_options
 
     def __init__(
         self,
@@ -53,19 +54,11 @@ class Model(nnx.Module):
         tie_embeddings: bool = False,
         dtype: str = "float32",
         param_dtype: str = "float32",
-        head: str = _lm_head.DEFAULTS["head"],
-        num_sampled: int = _lm_head.DEFAULTS["num_sampled"],
-        proposal: str = _lm_head.DEFAULTS["proposal"],
-        proposal_power: float = _lm_head.DEFAULTS["proposal_power"],
-        sample_unique: bool = _lm_head.DEFAULTS["sample_unique"],
-        tree: str = _lm_head.DEFAULTS["tree"],
-        label_counts: _lm_head.Counts = None,
         rngs: nnx.Rngs,
+        **head_options,
     ):
-        """cell: "lstm" or "gru". dim: units per layer (and direction). embed_dim 0 = dim. head and its options
-        (num_sampled, proposal, proposal_power, sample_unique, tree): the output layer, see
-        `jaxdl.models._lm_head`; label_counts (from the trainer): train-split token counts [vocab] or a function
-        returning them, needed by proposal="unigram" and tree="huffman"."""
+        """cell: "lstm" or "gru". dim: units per layer (and direction). embed_dim 0 = dim. head_options: the
+        keys of the output layer (`jaxdl.models._lm_head.options`)."""
         if len(input_shape) != 1:
             raise ValueError(f"rnn_lm: input_shape must be (seq,) of token ids, got {tuple(input_shape)}")
         if cell not in CELLS:
@@ -75,7 +68,9 @@ class Model(nnx.Module):
         embed_dim = embed_dim or dim
         if tie_embeddings and (embed_dim != dim or bidirectional):
             raise ValueError("config.model.tie_embeddings needs embed_dim == dim and bidirectional=False")
-        _lm_head.check(head, tie_embeddings=tie_embeddings, proposal=proposal, tree=tree, model="rnn_lm")
+        opts = _lm_head.options(**head_options)
+        head = opts["head"]
+        _lm_head.check(opts, tie_embeddings=tie_embeddings, model="rnn_lm")
         self.cell, self.dim, self.tie, self.bidirectional = cell, dim, tie_embeddings, bidirectional
         self.head_kind = head
         self.uses_label_losses = head != "full"  # the trainer's protocol: train through label_losses
@@ -100,11 +95,10 @@ class Model(nnx.Module):
         )
         self.drop = nnx.Dropout(dropout)
         if head != "full":
+            tied = self.embed if tie_embeddings else None
             self.head = _lm_head.make(
-                head, width, num_classes, tied=self.embed if tie_embeddings else None, num_sampled=num_sampled,
-                proposal=proposal, proposal_power=proposal_power, sample_unique=sample_unique, tree=tree,
-                label_counts=label_counts, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
-            )  # fmt: skip
+                width, num_classes, tied=tied, dtype=dtype, param_dtype=param_dtype, rngs=rngs, **opts
+            )
         elif not tie_embeddings:
             self.head = dense(width, num_classes, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
