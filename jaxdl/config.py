@@ -3,22 +3,42 @@
 An experiment file defines `get_config(arg)` that starts from `base()` and sets fields; it is launched with
 `python -m jaxdl.main --config=experiments/<study>/<file>.py:<arg> --config.a.b=v --workdir=DIR`.
 `validate` runs before anything compiles and names the bad key: unknown keys, wrong types, missing required
-fields, bad model arguments.
+fields, bad model / task / evaluator arguments. This module imports only ml_collections at load time (an
+experiment config file pulls in no jax, TFDS or kernels); `validate` imports the checkers it needs.
 """
 
+import json
+import os
+import types
 from collections.abc import Mapping
 from typing import Any
 
 from ml_collections import ConfigDict
 
-from jaxdl import models, optim
-from jaxdl.data import augment
-from jaxdl.layers import quantized
-from jaxdl.layers.remat import check_policy
-from jaxdl.parallel import rules as rules_lib
-from jaxdl.parallel.mesh import AXES
-
-REQUIRED = ("data.name", "model.name")
+# mesh axis names (jaxdl.parallel.mesh builds meshes over them)
+AXES = ("data", "fsdp", "sequence", "tensor", "expert", "pipeline")
+# the schema of config.optim (jaxdl.optim.make_optimizer reads it)
+OPTIM_DEFAULTS = dict(
+    name="adam",
+    lr=1e-3,  # peak learning rate
+    schedule="constant",
+    warmup_steps=0,  # linear warmup from 0, before any schedule
+    end_lr_factor=0.0,  # warmup_cosine / linear: final lr = lr * end_lr_factor
+    step_size=0,  # step: multiply by decay_factor every step_size steps
+    boundaries=(0,),  # multistep: multiply by decay_factor at each of these steps (0 entries ignored)
+    decay_factor=0.1,
+    momentum=0.9,  # momentum / nesterov / rmsprop
+    b1=0.9,  # adam / adamw / lion / adafactor (adafactor: momentum if > 0 ... see make_optimizer)
+    b2=0.999,  # adam / adamw; lion uses 0.99 when this is left at 0.999
+    eps=1e-8,
+    weight_decay=0.0,  # decoupled for adamw/lion/adafactor, L2 added to the gradient otherwise
+    wd_mask="no_norm_bias",  # or "all"
+    clip_norm=0.0,  # global-norm clipping before the optimizer; 0 = off
+)
+# the schema of config.data.augment (jaxdl.data.augment)
+AUGMENT_DEFAULTS = dict(crop_padding=0, flip=False, mixup_alpha=0.0, cutmix_alpha=0.0, mlm_probability=0.0)
+# sections whose keys are free-form here and checked by their owner (model / task / evaluator arguments)
+FREE_FORM = ("config.model", "config.task", "config.evals", "config.optim_groups")
 
 
 def base() -> ConfigDict:
@@ -42,11 +62,15 @@ def base() -> ConfigDict:
     c.data.batch_size = 128  # global batch (all processes, all microbatches)
     c.data.eval_batch_size = 1000
     c.data.prefetch = 2
+    c.data.order = "shuffle"  # or "sequential": the train split in source order every epoch (jaxdl.data.pipeline)
     c.data.train_fraction = 1.0  # < 1: a class-stratified subset of the train split (jaxdl.data.subset), seeded
-    c.data.augment = ConfigDict(augment.DEFAULTS)  # train-time image augmentation (jaxdl.data.augment)
+    c.data.augment = ConfigDict(AUGMENT_DEFAULTS)  # train-time image augmentation (jaxdl.data.augment)
 
-    c.model = ConfigDict(dict(name=""), type_safe=False)  # required: a jaxdl.models module name
-    c.optim = optim.defaults()
+    c.model = ConfigDict(dict(name=""), type_safe=False)  # a jaxdl.models name + its arguments (the task checks)
+    c.task = ConfigDict(dict(name="classify"), type_safe=False)  # a jaxdl.tasks name + its options
+    c.evals = ConfigDict(type_safe=False)  # name -> dict(kind=..., every=..., ...); empty: the task's defaults
+    c.optim = ConfigDict(OPTIM_DEFAULTS)
+    c.optim_groups = ConfigDict(type_safe=False)  # parameter group -> config.optim overrides (tasks with groups)
 
     c.quant = ConfigDict()  # jaxdl.layers.quantized: every 2-D dense layer becomes a QuantDense
     c.quant.mode = "none"  # none | w8a8 | w8a16 | w4a16
@@ -66,14 +90,58 @@ def base() -> ConfigDict:
     c.train.progress = True  # progress bar on stderr
     c.train.init_from = ""  # a finished run's workdir: start from its params/batch stats where names+shapes match
     c.train.init_exclude = ""  # with init_from: comma-separated path substrings to keep fresh (e.g. "head")
+    c.train.ema_decay = 0.0  # > 0: keep state["ema"], an exponential moving average of the parameters
     c.lock()  # a typo'd key in an experiment file fails at once; `config.model` is replaced, so stays free-form
+    for section in FREE_FORM:  # their keys are the owner's to check: configs may add them (`c.evals.beam = ...`)
+        c[section.removeprefix("config.")].unlock()
     return c
 
 
-def parse_arg(arg: str | None) -> tuple[list[str], bool]:
-    """`"cnn,smoke"` -> (["cnn"], True). The `smoke` token may appear in any config's arg."""
+def parse_arg(arg: str | None, **spec: Any) -> types.SimpleNamespace:
+    """Typed parsing of a config file's `:arg`, comma-separated tokens. `spec` says what each field is:
+
+    - a tuple of strings: exactly one token must be one of them (e.g. `model=("cnn", "gru")`);
+    - `bool`: a flag, True when its name is a token (e.g. `shuffled=bool`);
+    - a str / int / float default: an optional `name=value` token of that type (e.g. `root=""`, `steps=0`).
+
+    `smoke` is always accepted. `parse_arg("gru,shuffled,smoke", model=("cnn", "gru"), shuffled=bool)` ->
+    namespace(model="gru", shuffled=True, smoke=True). A bad token fails naming it and listing what is expected."""
     tokens = [t for t in (arg or "").split(",") if t]
-    return [t for t in tokens if t != "smoke"], "smoke" in tokens
+    out = {"smoke": "smoke" in tokens}
+    expected = " ".join(_describe(k, v) for k, v in spec.items()) + " [,smoke]"
+    fail = lambda why: ValueError(f"config arg {arg!r}: {why}; expected {expected.strip()}")
+    for key, kind in spec.items():
+        if isinstance(kind, tuple):
+            hits = [t for t in tokens if t in kind]
+            if len(hits) != 1:
+                raise fail(f"need exactly one {key} of {'|'.join(kind)}, got {hits or 'none'}")
+            out[key] = hits[0]
+        elif kind is bool:
+            out[key] = key in tokens
+        elif isinstance(kind, str | int | float) and not isinstance(kind, bool):
+            values = [t.split("=", 1)[1] for t in tokens if t.startswith(f"{key}=")]
+            if len(values) > 1:
+                raise fail(f"{key}= given {len(values)} times")
+            try:
+                out[key] = type(kind)(values[0]) if values else kind
+            except ValueError:
+                raise fail(f"{key}={values[0]!r} is not of type {type(kind).__name__}") from None
+        else:
+            raise TypeError(f"parse_arg spec {key}={kind!r}: use a tuple of choices, bool, or a str/int/float default")
+    known = {"smoke"} | {k for k, v in spec.items() if v is bool}
+    known |= {t for v in spec.values() if isinstance(v, tuple) for t in v}
+    for t in tokens:
+        if t not in known and t.split("=", 1)[0] not in spec:
+            raise fail(f"unknown token {t!r}")
+    return types.SimpleNamespace(**out)
+
+
+def _describe(key: str, kind: Any) -> str:
+    if isinstance(kind, tuple):
+        return f"<{key}: {'|'.join(kind)}>"
+    if kind is bool:
+        return f"[,{key}]"
+    return f"[,{key}=<{type(kind).__name__}>]"
 
 
 def shrink_for_smoke(c: ConfigDict) -> ConfigDict:
@@ -112,7 +180,7 @@ def _check_against(schema: Mapping, cfg: Mapping, prefix: str) -> None:
                 f"config key {path!r} is unknown; known keys under {prefix or 'config.'}: {sorted(schema)}"
             )
         default = schema[key]
-        if isinstance(default, ConfigDict | Mapping) and path != "config.model":
+        if isinstance(default, ConfigDict | Mapping) and path not in FREE_FORM:
             if not isinstance(value, ConfigDict | Mapping):
                 raise TypeError(f"config key {path!r} must be a dict, got {type(value).__name__}")
             _check_against(default, value, path + ".")
@@ -123,27 +191,53 @@ def _check_against(schema: Mapping, cfg: Mapping, prefix: str) -> None:
 
 
 def validate(config: ConfigDict) -> ConfigDict:
-    """Checks `config` against `base()`, the model's arguments and the optimizer; returns it locked."""
+    """Checks `config` against `base()`, the task, the model's arguments, the evaluators and the optimizer;
+    returns it locked."""
+    from jaxdl import evaluators, optim, tasks
+    from jaxdl.data import augment
+    from jaxdl.layers import quantized
+    from jaxdl.layers.remat import check_policy
+    from jaxdl.parallel import rules as rules_lib
+
     schema = base()
     for section in schema:
         if section not in config:
             raise ValueError(f"config.{section} is missing: build configs on jaxdl.config.base()")
     _check_against(schema, config, "config.")
-    for path in REQUIRED:
-        section, key = path.split(".")
-        if not config.get(section, {}).get(key):
-            raise ValueError(f"config.{path} is required (it is empty)")
-    models.check_kwargs(config.model.name, {k: v for k, v in config.model.items() if k != "name"})
+    task = tasks.make(config.task)
+    if not config.data.name and not task.produces_batches:
+        raise ValueError("config.data.name is required (it is empty)")
+    task.check_model_config(config.model)
     check_policy(config.model.get("remat", "none"))
+    evaluators.check_specs(evaluators.specs(config, task))
+    groups = task.groups or ()
+    for group, overrides in config.optim_groups.items():
+        if group not in groups:
+            raise ValueError(
+                f"config.optim_groups.{group}: task {config.task.name!r} has parameter groups {list(groups)}"
+            )
+        for key in overrides:
+            if key not in OPTIM_DEFAULTS:
+                raise ValueError(
+                    f"config.optim_groups.{group}.{key} is not a config.optim key: {sorted(OPTIM_DEFAULTS)}"
+                )
+        cfg = ConfigDict(config.optim.to_dict())
+        cfg.update(dict(overrides))
+        optim.make_optimizer(cfg, config.train.steps)
+    augment.check_keys(config.data.augment.to_dict())
     quantized.check_config(config.quant.to_dict())
     for key in ("steps", "log_every", "keep_checkpoints", "grad_accum"):
         if config.train[key] < 1:
             raise ValueError(f"config.train.{key} must be >= 1, got {config.train[key]}")
+    if not 0 <= config.train.ema_decay < 1:
+        raise ValueError(f"config.train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
     for key in ("batch_size", "eval_batch_size"):
         if config.data[key] < 1:
             raise ValueError(f"config.data.{key} must be >= 1, got {config.data[key]}")
     if not 0 < config.data.train_fraction <= 1:
         raise ValueError(f"config.data.train_fraction must be in (0, 1], got {config.data.train_fraction}")
+    if config.data.order not in ("shuffle", "sequential"):
+        raise ValueError(f"config.data.order={config.data.order!r}: use 'shuffle' or 'sequential'")
     if config.data.batch_size % config.train.grad_accum:
         raise ValueError(
             f"config.data.batch_size={config.data.batch_size} is not divisible by "
@@ -157,3 +251,32 @@ def validate(config: ConfigDict) -> ConfigDict:
         )
     config.lock()
     return config
+
+
+def _merge_saved(target: ConfigDict, values: Mapping, prefix: str = "config") -> None:
+    """Sets `values` (a config.json dict) into `target`: lists back to tuples, free-form sections whole."""
+    for key, value in values.items():
+        path = f"{prefix}.{key}"
+        default = target.get(key) if key in target else None
+        if path in FREE_FORM:
+            target[key] = ConfigDict(value, type_safe=False)
+        elif isinstance(default, ConfigDict):
+            _merge_saved(default, value, path)
+        else:
+            if isinstance(default, tuple) and isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            target[key] = value
+
+
+def load_run_config(workdir: str) -> ConfigDict:
+    """The validated config a trainer run wrote to `<workdir>/config.json` (keys added to the schema since then
+    take their defaults)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: is {workdir!r} a jaxdl run workdir?")
+    with open(path) as f:
+        values = json.load(f)
+    config = base()
+    with config.unlocked():
+        _merge_saved(config, values)
+    return validate(config)

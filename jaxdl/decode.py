@@ -1,7 +1,7 @@
 """Jitted autoregressive decoding against a generic step function: greedy / temperature / top-k / top-p sampling
 (`generate`) and beam search with the GNMT length penalty (`beam_search`).
 
-The step-function interface (what a model provides; `jaxdl.models.gpt.Model.decode_step` is one, a seq2seq
+The step-function interface (what a model provides; `jaxdl.models.language.gpt.Model.decode_step` is one, a seq2seq
 decoder whose cache also holds its encoder outputs is another)::
 
     step_fn(params, tokens, cache) -> (logits, cache)
@@ -17,6 +17,9 @@ decoder whose cache also holds its encoder outputs is another)::
 `step_fn` must be hashable (it is a static argument of the jitted loops); `module_step(module)` wraps an NNX
 module's method as one, together with the module's state as `params`. The caller allocates the cache with room
 for prompt + max_new_tokens - 1 positions (the last generated token is never fed back).
+
+`greedy_decode` / `beam_decode` translate with any encoder-decoder that has `init_cache(source, max_len)`,
+`decode_step`, `CACHE_BATCH_AXIS` and `pad_id` / `bos_id` / `eos_id` (`jaxdl.models.language.seq2seq`, `lstm_seq2seq`).
 """
 
 import dataclasses
@@ -249,3 +252,47 @@ def beam_search(
 
     s = jax.lax.while_loop(cond, body, state)
     return s["fin"], s["fin_score"]
+
+
+# ------------------------------------------------------------------------- encoder-decoder (translation)
+@partial(jax.jit, static_argnums=(0, 3))
+def _init_cache(graphdef, state, source, max_len):
+    return nnx.merge(graphdef, state).init_cache(source, max_len)
+
+
+def _prepare(model: nnx.Module, source: jax.Array, max_len: int):
+    if source.ndim != 2:
+        raise ValueError(f"source: expected int tokens [batch, S], got shape {tuple(source.shape)}")
+    if max_len < 1:
+        raise ValueError(f"max_len={max_len}: expected >= 1 (the longest output, EOS included)")
+    step_fn, params = module_step(model)
+    cache = _init_cache(step_fn.graphdef, params, jnp.asarray(source, jnp.int32), max_len)
+    bos = jnp.full((source.shape[0], 1), model.bos_id, jnp.int32)
+    return step_fn, params, bos, cache
+
+
+def greedy_decode(model: nnx.Module, source: jax.Array, max_len: int) -> jax.Array:
+    """source int [batch, S] -> greedy outputs int32 [batch, max_len]: tokens, EOS, then pad_id."""
+    step_fn, params, bos, cache = _prepare(model, source, max_len)
+    return generate(step_fn, params, bos, cache, max_new_tokens=max_len, eos_id=model.eos_id, pad_id=model.pad_id)
+
+
+def beam_decode(
+    model: nnx.Module, source: jax.Array, max_len: int, *, beam_size: int = 4, alpha: float = 0.6
+) -> jax.Array:
+    """source int [batch, S] -> the best beam-search hypothesis int32 [batch, max_len] (GNMT length penalty
+    `alpha`; tokens, EOS, then pad_id)."""
+    step_fn, params, bos, cache = _prepare(model, source, max_len)
+    seqs, _ = beam_search(
+        step_fn,
+        params,
+        bos,
+        cache,
+        beam_size=beam_size,
+        max_new_tokens=max_len,
+        eos_id=model.eos_id,
+        alpha=alpha,
+        pad_id=model.pad_id,
+        batch_axis=model.CACHE_BATCH_AXIS,
+    )
+    return seqs[:, 0]

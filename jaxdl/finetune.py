@@ -23,34 +23,24 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jaxdl import config as config_lib
-from jaxdl import data, optim
+from jaxdl import data
+from jaxdl import state as state_lib
 from jaxdl.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 
 
 def source_config(workdir: str) -> ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"config.train.init_from={workdir!r}: no config.json there (not a jaxdl run workdir)")
-    with open(path) as f:
-        saved = json.load(f)
-    c = config_lib.base()
-    c.unlock()
-    c.update_from_flattened_dict({k: v for k, v in _flatten(saved).items() if k.split(".")[0] != "model"})
-    c.model = ConfigDict(saved["model"])
-    c.train.init_from = ""
-    return config_lib.validate(c)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and not (prefix + k).startswith("model"):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = tuple(v) if isinstance(v, list) else v
-    return out
+    """The validated config of the run in `workdir` (its own init_from cleared: only its weights are wanted)."""
+    try:
+        c = config_lib.load_run_config(workdir)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"config.train.init_from={workdir!r}: no config.json there (not a jaxdl run workdir)"
+        ) from None
+    with c.unlocked():
+        c.train.init_from = ""
+    return c
 
 
 HF_PREFIX = "hf_bert:"
@@ -76,7 +66,7 @@ def hf_bert_dir(source: str) -> str:
 def check_hf_architecture(source: str, model_config: ConfigDict) -> dict:
     """The checkpoint's `bert` kwargs, after checking config.model agrees with them on every architecture key."""
     from jaxdl.convert import hf_bert
-    from jaxdl.models import bert
+    from jaxdl.models.language import bert
 
     if model_config.name != "bert":
         raise ValueError(f"config.train.init_from={source!r} needs config.model.name='bert', got {model_config.name!r}")
@@ -114,15 +104,14 @@ def load_hf_source(source: str) -> dict:
 
 def load_source(workdir: str, mesh, rules) -> dict:
     """{"params", "rest"} of the latest checkpoint of the run in `workdir` (restored to host)."""
-    from jaxdl.train import abstract_sharded_state  # the trainer imports this module
-
     if workdir.startswith(HF_PREFIX):
         return load_hf_source(workdir)
 
     cfg = source_config(workdir)
-    tx, _ = optim.make_optimizer(cfg.optim, cfg.train.steps)
+    task = state_lib.task_of(cfg)
+    tx, _ = state_lib.make_optimizers(cfg, task)
     ds_info = data.info(cfg.data.name, cfg.data.data_dir or None)
-    _, abstract, shardings, _ = abstract_sharded_state(cfg, ds_info, tx, mesh, rules)
+    _, abstract, shardings, _ = state_lib.abstract_sharded_state(cfg, ds_info, tx, mesh, rules, task)
     target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
     with Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False) as ckpt:
         restored, meta = ckpt.restore(target)

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
+from jaxdl.config import OPTIM_DEFAULTS
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop", "adafactor", "lion")
 SCHEDULES = ("constant", "warmup_cosine", "step", "multistep", "linear")
 # Optimizers whose optax constructor applies decoupled weight decay itself (AdamW-style, scaled by lr).
@@ -18,26 +20,8 @@ NO_DECAY_NAMES = ("bias", "scale", "embedding_norm")
 
 
 def defaults() -> ConfigDict:
-    """The schema of `config.optim` with its defaults."""
-    return ConfigDict(
-        dict(
-            name="adam",
-            lr=1e-3,  # peak learning rate
-            schedule="constant",
-            warmup_steps=0,  # linear warmup from 0, before any schedule
-            end_lr_factor=0.0,  # warmup_cosine / linear: final lr = lr * end_lr_factor
-            step_size=0,  # step: multiply by decay_factor every step_size steps
-            boundaries=(0,),  # multistep: multiply by decay_factor at each of these steps (0 entries ignored)
-            decay_factor=0.1,
-            momentum=0.9,  # momentum / nesterov / rmsprop
-            b1=0.9,  # adam / adamw / lion / adafactor (adafactor: momentum if > 0 ... see make_optimizer)
-            b2=0.999,  # adam / adamw; lion uses 0.99 when this is left at 0.999
-            eps=1e-8,
-            weight_decay=0.0,  # decoupled for adamw/lion/adafactor, L2 added to the gradient otherwise
-            wd_mask="no_norm_bias",  # or "all"
-            clip_norm=0.0,  # global-norm clipping before the optimizer; 0 = off
-        )
-    )
+    """The schema of `config.optim` with its defaults (`jaxdl.config.OPTIM_DEFAULTS`)."""
+    return ConfigDict(OPTIM_DEFAULTS)
 
 
 def _fail(key: str, msg: str):

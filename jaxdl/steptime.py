@@ -1,8 +1,8 @@
 """The trainer's compiled train step on synthetic batches, timed: what the throughput benchmarks share
 (experiments/parallel/bench.py, experiments/gpt_mfu/run.py).
 
-`compile_step(config, ds_info, devices)` builds the state through `jaxdl.train.init_sharded_state` and jits
-`make_train_step` exactly as `train_and_evaluate` does (shardings, donation, activation rules); `time_steps` runs
+`compile_step(config, ds_info, devices)` builds the state and jits the step through `jaxdl.state` exactly as
+`train_and_evaluate` does (shardings, donation, activation rules); `time_steps` runs
 it on fresh random batches (never zeros) with a device sync around each step and returns the per-step seconds
 after the warm-up steps.
 """
@@ -12,14 +12,12 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
 
 from jaxdl import config as config_lib
-from jaxdl import optim
+from jaxdl import state as state_lib
 from jaxdl.parallel import rules as rules_lib
 from jaxdl.parallel.mesh import make_mesh
-from jaxdl.train import init_sharded_state, make_train_step, sharding_context, traced_in
 
 
 def compile_step(config: ConfigDict, ds_info: dict, devices=None):
@@ -27,16 +25,11 @@ def compile_step(config: ConfigDict, ds_info: dict, devices=None):
     config = config_lib.validate(config)
     mesh = make_mesh(config.mesh, devices, config.mesh_dcn)
     rules = rules_lib.resolve(config.sharding.strategy, config.sharding.rules)
-    tx, schedule = optim.make_optimizer(config.optim, config.train.steps)
-    graphdef, state, state_sharding = init_sharded_state(config, ds_info, tx, mesh, rules)
-    batch_sharding = rules_lib.batch_sharding(mesh, rules)
-    step = jax.jit(
-        traced_in(lambda: sharding_context(config, mesh, rules), make_train_step(graphdef, tx, schedule, config)),
-        in_shardings=(state_sharding, batch_sharding),
-        out_shardings=(state_sharding, NamedSharding(mesh, PartitionSpec())),
-        donate_argnums=(0,),
-    )
-    return step, state, batch_sharding
+    task = state_lib.task_of(config)
+    tx, schedule = state_lib.make_optimizers(config, task)
+    graphdef, state, state_sharding = state_lib.init_sharded_state(config, ds_info, tx, mesh, rules, task)
+    step = state_lib.compile_train_step(config, graphdef, tx, schedule, mesh, rules, state_sharding, task)
+    return step, state, rules_lib.batch_sharding(mesh, rules)
 
 
 def time_steps(

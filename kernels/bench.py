@@ -83,7 +83,9 @@ def attention_impls() -> dict[str, Callable]:
     return impls
 
 
-def bench_attention(shapes, repeats: int, dtype) -> list[dict]:
+def bench_attention(shapes, repeats: int, dtype, emit: Callable[[list[dict]], None] = print) -> list[dict]:
+    """Rows of the attention table; `emit(rows)` after each row (the script rewrites its files: an interrupted run
+    keeps what it measured)."""
     rows = []
     for b, s, hq, hkv, d in shapes:
         for causal in (False, True):
@@ -122,7 +124,7 @@ def bench_attention(shapes, repeats: int, dtype) -> list[dict]:
                     )
                 except Exception as e:  # noqa: BLE001 - an impl that fails on a shape is reported, not dropped
                     rows.append(dict(row, error=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"))
-                print(rows[-1], flush=True)
+                emit(rows)
     return rows
 
 
@@ -165,7 +167,8 @@ def matmul_impls() -> dict[str, tuple[str, Callable]]:
     return impls
 
 
-def bench_matmul(shapes, repeats: int) -> list[dict]:
+def bench_matmul(shapes, repeats: int, emit: Callable[[list[dict]], None] = print) -> list[dict]:
+    """Rows of the matmul table; `emit(rows)` after each row, as in :func:`bench_attention`."""
     from kernels.int8_matmul import reference
 
     rows = []
@@ -189,7 +192,7 @@ def bench_matmul(shapes, repeats: int) -> list[dict]:
                 rows.append(dict(row, ms=1e3 * t, tops=2 * m * k * n / t / 1e12, weight_gbs=w_bytes / t / 1e9))
             except Exception as e:  # noqa: BLE001 - reported in the table
                 rows.append(dict(row, error=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"))
-            print(rows[-1], flush=True)
+            emit(rows)
     return rows
 
 
@@ -213,21 +216,23 @@ def main() -> None:
     args = parser.parse_args()
     dtype = jnp.dtype(args.dtype)
     info = versions()
-    if args.op == "attention":
-        rows = bench_attention(QUICK_SHAPES if args.quick else ATTENTION_SHAPES, args.repeats, dtype)
-        body = attention_markdown(rows)
-    else:
-        rows = bench_matmul(QUICK_MATMUL_SHAPES if args.quick else MATMUL_SHAPES, args.repeats)
-        body = matmul_markdown(rows)
     header = ", ".join(f"{k} {v}" for k, v in info.items())
-    table = f"`python -m kernels.bench {args.op}{' --quick' if args.quick else ''}` ({args.dtype}; {header})\n\n"
-    table += body
+    title = f"`python -m kernels.bench {args.op}{' --quick' if args.quick else ''}` ({args.dtype}; {header})\n\n"
+    to_markdown = attention_markdown if args.op == "attention" else matmul_markdown
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"{args.op}.md"), "w") as f:
-        f.write(table + "\n")
-    with open(os.path.join(args.out, f"{args.op}.json"), "w") as f:
-        json.dump({"info": info, "dtype": args.dtype, "rows": rows}, f, indent=1)
-    print(table)
+
+    def emit(rows: list[dict]) -> None:  # rewrite both files after every row
+        print(rows[-1], flush=True)
+        with open(os.path.join(args.out, f"{args.op}.md"), "w") as f:
+            f.write(title + to_markdown(rows) + "\n")
+        with open(os.path.join(args.out, f"{args.op}.json"), "w") as f:
+            json.dump({"info": info, "dtype": args.dtype, "rows": rows}, f, indent=1)
+
+    if args.op == "attention":
+        rows = bench_attention(QUICK_SHAPES if args.quick else ATTENTION_SHAPES, args.repeats, dtype, emit)
+    else:
+        rows = bench_matmul(QUICK_MATMUL_SHAPES if args.quick else MATMUL_SHAPES, args.repeats, emit)
+    print(title + to_markdown(rows))
 
 
 if __name__ == "__main__":

@@ -1,32 +1,19 @@
 """Call a Triton kernel from JAX; one kernel source runs on GPU (jax-triton) and on CPU (Triton's interpreter).
 
-Write the kernel once with :func:`jit` (instead of ``triton.jit``) and call it with :func:`triton_call`, whose
-signature mirrors ``jax_triton.triton_call`` (jax-triton >= 0.4 conventions)::
-
-    import triton.language as tl
-    from kernels.triton_call import jit, triton_call
+Write the kernel once with :func:`jit` (instead of ``triton.jit``) and launch it with :func:`triton_call`, whose
+signature mirrors ``jax_triton.triton_call`` (0.4 conventions; jax-triton 0.3.1, for triton 3.6, works too)::
 
     @jit
-    def add_kernel(x_ptr, y_ptr, n, out_ptr, BLOCK: tl.constexpr):  # inputs (arrays, scalars), then outputs
+    def scale_kernel(x_ptr, n, alpha, y_ptr, BLOCK: tl.constexpr):  # inputs (arrays, scalars), then outputs
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
-        tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask) + tl.load(y_ptr + offs, mask=mask), mask=mask)
+        tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=offs < n) * alpha, mask=offs < n)
 
-    def add(x, y):  # x, y: [n] float32
-        return triton_call(x, y, x.size, kernel=add_kernel, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype),
-                           grid=lambda meta: (triton.cdiv(x.size, meta["BLOCK"]),), BLOCK=128)
+    y = triton_call(x, x.size, 2.0, kernel=scale_kernel, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype),
+                    grid=lambda meta: (triton.cdiv(x.size, meta["BLOCK"]),), BLOCK=128)
 
-Dispatch (``backend="auto"``): ``JAXDL_TRITON_INTERPRET=1`` (or ``TRITON_INTERPRET=1``) forces the interpreter;
-otherwise a GPU default backend launches through ``jax_triton.triton_call`` (the ``[gpu]`` extra) and anything
-else runs Triton's interpreter inside a ``jax.pure_callback``. The interpreter path is for tests and correctness
-(it executes every program of the grid in Python with numpy, thousands of times slower than a GPU); it composes
-with ``jax.jit``, ``jax.custom_vjp`` and ``jax.checkpoint`` but not with ``jax.vmap`` (neither does jax-triton).
-
-Kernel parameters, as in jax-triton: the operands (``args`` and any keyword that names a non-``constexpr``
-parameter) are bound to the kernel's parameters in order; the kernel parameters left over receive pointers to the
-outputs (the flattened ``out_shape``), in order. An output aliased to an input with ``input_output_aliases``
-reuses that input's buffer and gets no parameter of its own. Every other keyword is a metaparam (a ``constexpr``
-argument, or a name only the ``grid``/``zeroed_outputs`` callables read).
+``backend="auto"``: ``JAXDL_TRITON_INTERPRET=1`` (or ``TRITON_INTERPRET=1``) forces the interpreter; else a GPU
+backend launches through jax-triton (the ``[gpu]`` extra), anything else runs the interpreter in a
+``jax.pure_callback`` (tests; composes with jit, custom_vjp and checkpoint, not vmap). See `kernels/README.md`.
 """
 
 from __future__ import annotations
@@ -342,7 +329,8 @@ def _interpret_call(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _jax_triton():
+def _jax_triton() -> tuple[Any, tuple[int, int]]:
+    """(the jax_triton module, its (major, minor) version); ImportError naming the extra when it is missing."""
     try:
         import jax_triton
     except ImportError as e:
@@ -351,12 +339,13 @@ def _jax_triton():
             "backend='interpret' to run the kernel in Triton's interpreter)"
         ) from e
     version = tuple(int(p) for p in importlib.metadata.version("jax-triton").split(".")[:2] if p.isdigit())
-    if version < (0, 4):
+    if version < (0, 3):
         raise ImportError(
-            f"triton_call needs jax-triton >= 0.4 (its operand/output conventions), found {'.'.join(map(str, version))}"
+            f"triton_call needs jax-triton >= 0.3.1 (triton 3.6) or >= 0.4 (triton >= 3.7), found "
+            f"{'.'.join(map(str, version))}"
         )
     _fix_dce_rule(jax_triton)
-    return jax_triton
+    return jax_triton, version
 
 
 @functools.cache
@@ -381,15 +370,41 @@ def _fix_dce_rule(jax_triton) -> None:
     pe.dce_rules[prim] = lambda used_outs, live_ins, eqn: rule(used_outs, eqn)
 
 
-def _gpu_call(args, kwargs, *, kernel, out_shape, grid, name, num_warps, num_stages, aliases, zeroed, debug, options):
+def _gpu_call(
+    args,
+    kwargs,
+    *,
+    kernel,
+    out_shape,
+    grid,
+    name,
+    num_warps,
+    num_stages,
+    aliases,
+    zeroed,
+    debug,
+    options,
+    operands,
+    operand_order,
+    operand_params,
+    constexprs,
+    metaparams,
+):
     from triton.runtime.interpreter import InterpretedFunction
 
-    jt = _jax_triton()
+    jt, version = _jax_triton()
     if isinstance(_unwrap_kernel(kernel)[2], InterpretedFunction):
         raise TypeError(
             "this kernel was decorated by triton.jit while TRITON_INTERPRET=1, so it cannot be compiled; decorate it "
             "with kernels.triton_call.jit (which keeps both versions) or unset TRITON_INTERPRET"
         )
+    if version < (0, 4):
+        return _gpu_call_v03(
+            jt, kernel=kernel, out_shape=out_shape, grid=grid, name=name, num_warps=num_warps,
+            num_stages=num_stages, aliases=aliases, zeroed=zeroed, debug=debug, options=options, operands=operands,
+            operand_order=operand_order, operand_params=operand_params, constexprs=constexprs,
+            metaparams=metaparams,
+        )  # fmt: skip
     call_kwargs: dict[str, Any] = dict(kwargs)
     if aliases:
         call_kwargs["input_output_aliases"] = dict(aliases)
@@ -411,6 +426,76 @@ def _gpu_call(args, kwargs, *, kernel, out_shape, grid, name, num_warps, num_sta
             debug=debug,
             **call_kwargs,
         )
+
+
+def _gpu_call_v03(
+    jt,
+    *,
+    kernel,
+    out_shape,
+    grid,
+    name,
+    num_warps,
+    num_stages,
+    aliases,
+    zeroed,
+    debug,
+    options,
+    operands,
+    operand_order,
+    operand_params,
+    constexprs,
+    metaparams,
+):
+    """The launch through jax-triton 0.3.x (the version for triton 3.6, e.g. jax 0.11 GPU images).
+
+    Its conventions differ from 0.4's: every operand is positional (outputs follow them as the last parameters),
+    only the kernel's constexprs may be passed as metaparams (the grid/zeroed callables get all of ours), a Python
+    float would be typed fp64 (so fp32-representable floats go as ``np.float32``, as 0.4 types them), options are
+    keywords, and an aliased output keeps a parameter of its own (not supported here: our kernels use none).
+    """
+    if aliases:
+        raise NotImplementedError(
+            "input_output_aliases needs jax-triton >= 0.4 (triton >= 3.7): jax-triton 0.3 gives an aliased output a "
+            "kernel parameter of its own"
+        )
+    unknown = set(options or {}) - {"enable_fp_fusion"}
+    if unknown:
+        raise NotImplementedError(f"backend_options {sorted(unknown)} need jax-triton >= 0.4")
+    if operand_order != operand_params[: len(operand_order)]:
+        raise NotImplementedError(
+            f"with jax-triton 0.3 the operands must be the kernel's first parameters (outputs last): {operand_order}"
+        )
+    grid_fn = grid
+    if callable(grid):
+        grid_fn = lambda meta: grid({**metaparams, **meta})  # noqa: E731
+    zeroed_fn = zeroed
+    if callable(zeroed):
+        zeroed_fn = lambda meta: zeroed({**metaparams, **meta})  # noqa: E731
+    positional = [_legacy_scalar(operands[n]) for n in operand_order]
+    return jt.triton_call(
+        *positional,
+        kernel=kernel,
+        out_shape=out_shape,
+        grid=grid_fn,
+        name=name,
+        num_warps=num_warps,
+        num_stages=num_stages,
+        zeroed_outputs=zeroed_fn,
+        debug=debug,
+        enable_fp_fusion=bool((options or {}).get("enable_fp_fusion", True)),
+        **constexprs,  # with the kernel's constexpr defaults: jax-triton 0.3 does not fill those in
+    )
+
+
+def _legacy_scalar(value: Any) -> Any:
+    """jax-triton 0.3 types a Python float as fp64 and an ``np.float32`` as fp32: use fp32 when it loses no range."""
+    value = _python_scalar(value)
+    if isinstance(value, float):
+        fi = np.finfo(np.float32)
+        if not np.isfinite(value) or value == 0.0 or fi.tiny <= abs(value) <= fi.max:
+            return np.float32(value)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -535,6 +620,11 @@ def triton_call(
             zeroed=zeroed_outputs,
             debug=debug,
             options=backend_options,
+            operands=operands,
+            operand_order=operand_order,
+            operand_params=operand_params,
+            constexprs={n: metaparams[n] for n in constexpr_names if n in metaparams},
+            metaparams=dict(metaparams),
         )
 
     # Interpreter: pick the launch configuration at trace time, as jax-triton does when it lowers.

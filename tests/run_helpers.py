@@ -21,6 +21,7 @@ def short_run(
     batch: int,
     eval_batch: int,
     lr: float,
+    task: str = "classify",
     devices=None,
 ):
     """(final eval metrics, train losses at each log step) of `steps` Adam steps of `model` on `data`, on `devices`
@@ -29,6 +30,7 @@ def short_run(
     c.data.name, c.data.data_dir = data, data_dir
     c.data.batch_size, c.data.eval_batch_size = batch, eval_batch
     c.model = ml_collections.ConfigDict(model)
+    c.task.name = task
     c.optim.name, c.optim.lr = "adam", lr
     c.train.steps, c.train.log_every = steps, log_every
     c.train.eval_every = c.train.checkpoint_every = 0

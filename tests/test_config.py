@@ -88,7 +88,7 @@ def test_smoke_arg_shrinks_any_config():
     for c in (m1.get_config("cnn,smoke"), m1.get_config("gru,shuffled,smoke"), fm.get_config("lenet,smoke")):
         assert c.train.steps <= 30
         config_lib.validate(c)
-    with pytest.raises(ValueError, match="expected <model>"):
+    with pytest.raises(ValueError, match="need exactly one model of logistic|mlp|cnn|gru, got none"):
         m1.get_config("resnet")
 
 
@@ -120,3 +120,23 @@ def test_cli_errors_name_the_key_before_compiling(tmp_path, override, match):
     assert match in out.stderr + out.stdout
     assert not (tmp_path / "metrics.jsonl").exists()  # failed before training started
     assert time.time() - t0 < 60
+
+
+def test_parse_arg_is_typed_and_names_the_bad_token():
+    a = config_lib.parse_arg("gru,shuffled,steps=7,smoke", model=("cnn", "gru"), shuffled=bool, steps=0, root="")
+    assert (a.model, a.shuffled, a.steps, a.root, a.smoke) == ("gru", True, 7, "", True)
+    a = config_lib.parse_arg("cnn", model=("cnn", "gru"), shuffled=bool)
+    assert (a.model, a.shuffled, a.smoke) == ("cnn", False, False)
+    assert config_lib.parse_arg(None).smoke is False
+    bad = [
+        ("cnn,gru", r"need exactly one model of cnn\|gru, got \['cnn', 'gru'\]"),
+        ("", r"need exactly one model of cnn\|gru, got none"),
+        ("cnn,steps=many", r"steps='many' is not of type int"),
+        ("cnn,steps=1,steps=2", r"steps= given 2 times"),
+        ("cnn,shufled", r"unknown token 'shufled'; expected <model: cnn\|gru> \[,shuffled\] \[,steps=<int>\]"),
+    ]
+    for arg, match in bad:
+        with pytest.raises(ValueError, match=match):
+            config_lib.parse_arg(arg, model=("cnn", "gru"), shuffled=bool, steps=0)
+    with pytest.raises(TypeError, match="parse_arg spec steps=None"):
+        config_lib.parse_arg("", steps=None)

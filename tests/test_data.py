@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
+from offline_data import require_fashion_mnist
 
 from jaxdl import data
 from jaxdl.data import fashion_mnist, mnist1d
@@ -43,10 +44,8 @@ def test_shuffled_variant_is_a_fixed_column_permutation(data_dir):
 
 
 def test_fashion_mnist(data_dir):
-    try:
-        info = data.info("fashion_mnist", data_dir)
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    require_fashion_mnist()
+    info = data.info("fashion_mnist", data_dir)
     assert info["splits"] == {"train": 60000, "test": 10000}
     assert info["num_classes"] == 10 and info["input_shape"] == (28, 28, 1)
     src = data.load("fashion_mnist", "test", data_dir)

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 from jaxdl import decode
-from jaxdl.models.gpt import Model
+from jaxdl.models.language.gpt import Model
 
 VOCAB = 5
 

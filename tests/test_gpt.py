@@ -1,7 +1,8 @@
-"""GPT decoder (jaxdl.models.gpt): KV-cache decoding equals the full forward pass, causality, bf16, parameter axes,
+"""GPT decoder (models.language.gpt): KV-cache decoding equals the full forward pass, causality, bf16, parameter axes,
 remat/dropout, config errors, and a short run through the trainer on byte windows. (Overfitting a tiny corpus,
 regenerating it and save/load are in test_decode.py.)"""
 
+import baselines
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +12,7 @@ from flax import nnx
 from run_helpers import short_run
 
 from jaxdl import decode
-from jaxdl.models.gpt import Model
+from jaxdl.models.language.gpt import Model
 
 VOCAB, SEQ = 50, 24
 
@@ -67,10 +68,17 @@ def test_causal_future_tokens_do_not_change_earlier_logits():
     assert float(jnp.abs(a[:, 12:] - b[:, 12:]).min(axis=-1).max()) > 0  # later positions do see the change
 
 
-def test_attention_impl_selects_the_kernel():
+def test_attention_impl_selects_the_kernel(monkeypatch):
+    from attention_helpers import count_kernel_launches, kernels_of
+
     x = tokens()
-    ref = forward(make(num_kv_heads=2), x)  # xla
-    out = forward(make(num_kv_heads=2, attention_impl="pallas"), x)  # FlashAttention-2 kernel (interpreted on CPU)
+    fwd = nnx.jit(lambda model, x: model(x))  # a fresh jit: every model below is traced (and its kernels counted)
+    launches = count_kernel_launches(monkeypatch)  # counted at the kernels' entry points, below the model
+    ref = fwd(make(num_kv_heads=2), x)  # xla
+    assert not kernels_of(launches) & {"pallas", "triton", "cudnn"}, launches
+    launches.clear()
+    out = fwd(make(num_kv_heads=2, attention_impl="pallas"), x)  # FlashAttention-2 kernel (interpreted on CPU)
+    assert kernels_of(launches) == {"pallas"} and launches["pallas:flash_attention_fwd"] >= 1, launches
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
@@ -85,7 +93,10 @@ def test_logits_shape_dtype_bf16_and_param_axes():
     out = forward(bf16, x)
     assert out.dtype == jnp.float32
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(bf16, nnx.Param)))
-    np.testing.assert_allclose(out, logits, atol=0.1)  # same weights (same seed), bf16 compute
+    # same weights (same seed), bf16 compute (eps 2^-8 = 0.0039): measured max |out - logits| over param/token
+    # seeds 0-3: 0.0038-0.0046 on logits up to 0.47 in size; the bar is 3x the worst. Nonzero: bf16 really ran.
+    err = float(jnp.abs(out - logits).max())
+    assert 0 < err <= 0.015, err
     specs = nnx.get_partition_spec(nnx.state(make(num_kv_heads=2, tie_embeddings=False), nnx.Param))
     known = {"embed", "heads", "kv", "mlp", "vocab", "layers", "length", None}
     for path, spec in jax.tree_util.tree_leaves_with_path(specs, is_leaf=lambda s: isinstance(s, jax.P)):
@@ -133,9 +144,12 @@ def test_bad_config_raises_naming_the_key():
 
 def test_trains_through_the_trainer_on_byte_windows(data_dir, tmp_path):
     final, losses = short_run(
-        tmp_path / "run", data_dir, data="pydoc_bytes128", batch=16, eval_batch=64, lr=3e-3, steps=20, log_every=5,
-        model=dict(name="gpt", dim=32, heads=4, num_kv_heads=2, depth=2, mlp_dim=64), devices=jax.devices(),  # all 8
+        tmp_path / "run", data_dir, data="pydoc_bytes128", batch=16, eval_batch=64, lr=1e-2, steps=100, log_every=25,
+        model=dict(name="gpt", dim=32, heads=4, num_kv_heads=2, depth=2, mlp_dim=64), task="lm",
+        devices=jax.devices(),  # all 8
     )  # fmt: skip
     assert losses[-1] < losses[0], losses
-    # 256 byte classes: a uniform guess has loss ln 256 = 5.55; 20 steps learn the byte frequencies
-    assert np.isfinite(final["eval/loss"]) and final["eval/loss"] < 4.5, final
+    # it reads the context: below the eval labels' unigram entropy (3.23 nats), the floor of a model that sees no
+    # context, by baselines.MARGIN (measured: 2.81 after 100 steps; one that sees no context stays at 3.26)
+    floor = baselines.entropy(baselines.eval_labels("pydoc_bytes128", data_dir))
+    assert np.isfinite(final["eval/loss"]) and final["eval/loss"] < floor - baselines.MARGIN, (final, floor)

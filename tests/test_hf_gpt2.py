@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from jaxdl import decode
 from jaxdl.convert import hf_gpt2
-from jaxdl.models import gpt
+from jaxdl.models.language import gpt
 
 REF = np.load(Path(__file__).parent / "data" / "gpt2_reference.npz")
 CONFIG = json.loads(str(REF["config"]))

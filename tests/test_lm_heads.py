@@ -1,4 +1,4 @@
-"""Large-vocabulary output heads in the language models and the trainer (jaxdl/models/_lm_head.py, the
+"""Large-vocabulary output heads in the language models and the trainer (jaxdl/models/language/_lm_head.py, the
 `uses_label_losses` protocol of jaxdl/train.py): short trainer runs of gpt / rnn_lm with each head beat the uniform
 loss; the hierarchical head's trainer loss is -mean exact log p(label) (ignored labels and masked rows excluded,
 gradient accumulation = mean of microbatch means); the sampled head's trainer loss with every id as a negative is
@@ -8,6 +8,7 @@ come from the train split; bad config values raise errors naming the key."""
 
 import json
 
+import baselines
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +19,8 @@ from run_helpers import short_run
 
 from jaxdl import config as config_lib
 from jaxdl import data, decode, models, optim
-from jaxdl.train import make_eval_step, make_train_step
+from jaxdl.evaluators.classify import make_eval_step
+from jaxdl.state import make_train_step
 
 VOCAB, SEQ = 40, 12
 TINY = {
@@ -43,7 +45,7 @@ def batch(rows=4, seed=1):
 def step_and_state(model, accum=1):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     cfg = config_lib.base()
-    cfg.optim.name, cfg.train.grad_accum = "sgd", accum
+    cfg.optim.name, cfg.train.grad_accum, cfg.task.name = "sgd", accum, "lm"
     tx, schedule = optim.make_optimizer(cfg.optim, 10)
     step = jax.jit(make_train_step(graphdef, tx, schedule, cfg))
     state = dict(params=params, rest=rest, opt_state=tx.init(params), step=jnp.int32(0),
@@ -58,23 +60,28 @@ def exact_nll(model, x, y):
 
 
 @pytest.mark.parametrize(
-    "name,head",
+    "name,head,lr,steps",
     [
-        ("gpt", dict(head="sampled", num_sampled=16)),  # tied embeddings (gpt's default), unigram proposal
-        ("rnn_lm", dict(head="sampled", num_sampled=16, sample_unique=False)),  # with replacement
-        ("rnn_lm", dict(head="hierarchical")),  # Huffman tree from the train split's token counts
+        ("gpt", dict(head="sampled", num_sampled=64), 1e-2, 80),  # tied embeddings (gpt's default), unigram proposal
+        ("rnn_lm", dict(head="sampled", num_sampled=64, sample_unique=False), 2e-2, 100),  # with replacement
+        ("rnn_lm", dict(head="hierarchical"), 1e-2, 30),  # Huffman tree from the train split's token counts
     ],
     ids=["gpt-sampled", "rnn_lm-sampled", "rnn_lm-hierarchical"],
 )
-def test_trains_through_the_trainer(name, head, data_dir, tmp_path):
+def test_trains_through_the_trainer(name, head, lr, steps, data_dir, tmp_path):
     final, losses = short_run(
-        tmp_path / "run", data_dir, data="pydoc_bytes128", batch=16, eval_batch=64, lr=1e-2, steps=30, log_every=10,
-        model=TINY[name] | head, devices=jax.devices() if name == "gpt" else None,  # gpt: data-parallel on 8
+        tmp_path / "run", data_dir, data="pydoc_bytes128", batch=16, eval_batch=64, lr=lr, steps=steps, log_every=10,
+        model=TINY[name] | head, task="lm", devices=jax.devices() if name == "gpt" else None,  # gpt: DP on 8
     )  # fmt: skip
-    assert len(losses) == 3 and all(np.isfinite(losses)), losses
-    # 256 byte classes: a uniform guess has eval loss ln 256 = 5.55 nats; 30 steps learn at least the byte frequencies
-    assert final["eval/loss"] < np.log(256) - 1.5, final
-    assert 0.05 < final["eval/accuracy"] <= 1, final  # exact argmax over all 256 bytes
+    assert len(losses) == steps // 10 and all(np.isfinite(losses)), losses
+    # The eval loss is the exact (full-softmax) one. It reads the context: below the eval labels' unigram entropy
+    # (3.23 nats), the floor of a model that sees no context, by baselines.MARGIN (measured: gpt-sampled 2.81,
+    # rnn_lm-sampled 2.78, rnn_lm-hierarchical 2.66; the sampled heads need 64 negatives and 80-100 steps for it)
+    labels = baselines.eval_labels("pydoc_bytes128", data_dir)
+    floor = baselines.entropy(labels)
+    assert final["eval/loss"] < floor - baselines.MARGIN, (final, floor)
+    # exact argmax over all 256 bytes: better than always predicting the most frequent byte (0.20)
+    assert baselines.majority_accuracy(labels) < final["eval/accuracy"] <= 1, final
     with open(tmp_path / "run" / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
     assert not any("train/accuracy" in r for r in records)  # never a number the head cannot compute exactly

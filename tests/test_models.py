@@ -1,5 +1,6 @@
 """Model registry and the models of the foundation: shapes, parameter counts, dtypes, remat equivalence."""
 
+import baselines
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +42,11 @@ def test_bf16_compute_keeps_fp32_params(name, shape, _):
     ref = _make(name, shape)(x)
     out = model(x)
     assert out.dtype == jnp.float32
-    np.testing.assert_allclose(out, ref, atol=0.1, rtol=0.05)
+    # Same weights, bf16 compute (8 significand bits, eps 2^-8 = 0.0039). Measured max |out - ref| / max |ref| over
+    # param/input seeds 0-3: 0.003-0.006 for logistic/mlp/cnn1d/gru/lenet, up to 0.011 for the transformer; the bar
+    # is 3x the worst. Nonzero error shows the compute really ran in bf16.
+    err, scale = float(jnp.abs(out - ref).max()), float(jnp.abs(ref).max())
+    assert 0 < err <= 0.03 * scale, (err, scale)
 
 
 @pytest.mark.parametrize("name,shape", [("mlp", (40,)), ("cnn1d", (40,)), ("lenet", (28, 28, 1))])
@@ -71,13 +76,17 @@ def test_registry_errors_name_the_key():
 
 def test_dropout_is_deterministic_per_key_and_off_in_eval():
     model = _make("mlp", (40,), dropout=0.5)
-    x = jnp.ones((2, 40))
+    plain = _make("mlp", (40,), dropout=0.0)
+    nnx.update(plain, nnx.state(model, nnx.Param))  # the same weights without dropout
+    x = jax.random.normal(jax.random.key(1), (2, 40))
     a = model(x, train=True, rngs=nnx.Rngs(dropout=3))
     b = model(x, train=True, rngs=nnx.Rngs(dropout=3))
     c = model(x, train=True, rngs=nnx.Rngs(dropout=4))
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
-    np.testing.assert_array_equal(model(x), model(x))
+    reference = plain(x, train=True, rngs=nnx.Rngs(dropout=3))  # rate 0: the network without dropout
+    np.testing.assert_array_equal(model(x), reference)  # eval: dropout off
+    assert not np.allclose(a, reference)  # train: dropout on
 
 
 @pytest.mark.parametrize("name,shape,_", CASES)
@@ -86,6 +95,7 @@ def test_every_model_fits_a_batch_under_jit(name, shape, _):
     graphdef, params, rest = nnx.split(_make(name, shape), nnx.Param, ...)
     x = jax.random.normal(jax.random.key(1), (16, *shape))
     y = jnp.arange(16) % 10
+    prior = baselines.entropy(np.asarray(y))  # 2.25 nats: the best loss of a model that ignores x
 
     @jax.jit
     def step(params, rest):
@@ -100,4 +110,6 @@ def test_every_model_fits_a_batch_under_jit(name, shape, _):
     for _ in range(30):
         params, loss = step(params, rest)
         losses.append(float(loss))
-    assert losses[-1] < 0.7 * losses[0], losses
+    # fitting these 16 random inputs means using x: 1 nat below the label prior's entropy (a model that ignores x
+    # cannot go below it) is ~40 % of the way to zero loss
+    assert losses[-1] < prior - 1.0, (prior, losses)

@@ -20,7 +20,8 @@ from jaxdl.losses import classification_loss
 from jaxdl.metrics import read_metrics
 from jaxdl.parallel import rules as rules_lib
 from jaxdl.parallel.mesh import make_mesh
-from jaxdl.train import sharding_context, train_and_evaluate
+from jaxdl.state import sharding_context
+from jaxdl.train import train_and_evaluate
 
 MODEL = dict(name="transformer", depth=4, dim=32, heads=8, mlp_dim=64)
 GPIPE = dict(pipeline_microbatches=4)

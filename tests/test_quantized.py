@@ -15,7 +15,8 @@ from jaxdl import config as config_lib
 from jaxdl import data, models
 from jaxdl.compress import quantize as Q
 from jaxdl.layers import quantized as qd
-from jaxdl.train import make_train_step, train_and_evaluate
+from jaxdl.state import make_train_step
+from jaxdl.train import train_and_evaluate
 from kernels.int8_matmul import reference as ref
 
 MODES = ("w8a8", "w8a16", "w4a16")

@@ -1,7 +1,8 @@
-"""Recurrent LM (jaxdl.models.rnn_lm): cached step-by-step decoding equals the full forward pass (LSTM, GRU),
+"""Recurrent LM (jaxdl.models.language.rnn_lm): cached step-by-step decoding equals the full forward pass (LSTM, GRU),
 causality (and its absence in the bidirectional tagger), config errors, and a short run through the trainer on
 pydoc_bytes128 with the loss decreasing."""
 
+import baselines
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,7 @@ from flax import nnx
 from run_helpers import short_run
 
 from jaxdl import decode
-from jaxdl.models.rnn_lm import Model
+from jaxdl.models.language.rnn_lm import Model
 
 VOCAB, SEQ = 40, 16
 
@@ -71,9 +72,11 @@ def test_bad_config_raises_naming_the_key():
 @pytest.mark.slow
 def test_trains_through_the_trainer_on_byte_windows(data_dir, tmp_path):
     final, losses = short_run(
-        tmp_path / "run", data_dir, data="pydoc_bytes128", batch=16, eval_batch=128, lr=1e-2, steps=20, log_every=5,
-        model=dict(name="rnn_lm", cell="lstm", dim=48, layers=1, dropout=0.1),
+        tmp_path / "run", data_dir, data="pydoc_bytes128", batch=16, eval_batch=128, lr=1e-2, steps=60, log_every=15,
+        model=dict(name="rnn_lm", cell="lstm", dim=48, layers=1, dropout=0.1), task="lm",
     )  # fmt: skip
     assert len(losses) == 4 and losses[-1] < losses[0] - 0.5, losses
-    # 256 byte classes: a uniform guess has loss ln 256 = 5.55 (8 bits per byte)
-    assert np.isfinite(final["eval/loss"]) and final["eval/loss"] / np.log(2) < 5.0, final
+    # it reads the context: below the eval labels' unigram entropy (3.23 nats = 4.66 bits per byte), the floor of a
+    # model that sees no context, by baselines.MARGIN (measured: 2.71 after 60 steps; one that sees no context: 3.27)
+    floor = baselines.entropy(baselines.eval_labels("pydoc_bytes128", data_dir))
+    assert np.isfinite(final["eval/loss"]) and final["eval/loss"] < floor - baselines.MARGIN, (final, floor)

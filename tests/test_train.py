@@ -13,12 +13,14 @@ import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
+from offline_data import require_fashion_mnist
 
 from jaxdl import config as config_lib
 from jaxdl import data, optim
 from jaxdl.checkpoint import CheckpointError
 from jaxdl.metrics import read_metrics
-from jaxdl.train import NonFiniteError, guard_names, make_train_step, train_and_evaluate
+from jaxdl.state import NonFiniteError, guard_names, make_train_step
+from jaxdl.train import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_KEYS = ("train/steps_per_sec",)
@@ -183,10 +185,7 @@ def test_corrupt_checkpoint_is_a_clear_error_not_a_restart(data_dir, tmp_path):
 
 
 def test_lenet_fashion_mnist_smoke(data_dir, tmp_path):
-    try:
-        data.info("fashion_mnist", data_dir)
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    require_fashion_mnist()
     sys.path.insert(0, ROOT)
     from experiments.fashion_mnist.config import get_config
 

@@ -1,4 +1,7 @@
-"""kernels.triton_call: the same Triton kernels through the interpreter (CPU) and jax-triton (GPU, marked `gpu`)."""
+"""kernels.triton_call: the same Triton kernels through the interpreter (CPU) and jax-triton (GPU, marked `gpu`),
+and the binding to both jax-triton conventions (0.3 for triton 3.6, 0.4) checked without a GPU."""
+
+import importlib.metadata
 
 import numpy as np
 import pytest
@@ -13,7 +16,14 @@ import triton.language as tl  # noqa: E402
 from kernels import triton_call as tc  # noqa: E402
 from kernels.triton_call import jit, triton_call  # noqa: E402
 
-BACKENDS = ["interpret", pytest.param("gpu", marks=pytest.mark.gpu)]
+pytestmark = pytest.mark.portable
+INTERPRETER = "Triton's interpreter path (the CPU run covers it; GPU images may carry a Triton it was not checked on)"
+interpreter_only = pytest.mark.cpu_only(INTERPRETER)
+BACKENDS = [pytest.param("interpret", marks=interpreter_only), pytest.param("gpu", marks=pytest.mark.gpu)]
+
+
+def _jax_triton_version() -> tuple[int, ...]:
+    return tuple(int(p) for p in importlib.metadata.version("jax-triton").split(".")[:2])
 
 
 @pytest.fixture
@@ -269,6 +279,10 @@ def test_multiple_outputs_scalars_aliases_zeroed(backend):
             backend=backend,
         )
 
+    if backend == "gpu" and _jax_triton_version() < (0, 4):
+        with pytest.raises(NotImplementedError, match="input_output_aliases needs jax-triton >= 0.4"):
+            run(x, acc)
+        return
     new_acc, y, sq, count = run(x, acc)
     xn = np.asarray(x)
     np.testing.assert_allclose(np.asarray(new_acc), np.asarray(acc) + xn, rtol=1e-6)
@@ -280,6 +294,7 @@ def test_multiple_outputs_scalars_aliases_zeroed(backend):
     np.testing.assert_array_equal(np.asarray(acc), np.asarray(rng_normal(5, (n,))))
 
 
+@interpreter_only
 def test_zeroed_outputs_callable_and_debug_fill():
     n = 100
     x = rng_normal(6, (n,))
@@ -295,6 +310,7 @@ def test_zeroed_outputs_callable_and_debug_fill():
     np.testing.assert_array_equal(zeroed[n // 2 :], 0)
 
 
+@interpreter_only
 @pytest.mark.parametrize(
     "dtype",
     [ml_dtypes.bfloat16, np.float16, np.float32, np.int8, np.int32, np.uint8, np.int64],
@@ -369,6 +385,7 @@ def test_custom_vjp_fwd_and_bwd_kernels(backend):
         np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-5, atol=1e-7)
 
 
+@interpreter_only
 def test_autotune_and_heuristics_in_interpreter():
     x = rng_normal(10, (256,))
     out = jax.ShapeDtypeStruct(x.shape, x.dtype)
@@ -387,6 +404,7 @@ def test_autotune_and_heuristics_in_interpreter():
     np.testing.assert_allclose(np.asarray(y2), 2 * np.asarray(x2))
 
 
+@interpreter_only
 def test_plain_triton_jit_kernel_runs_in_interpreter():
     plain = triton.jit(add_kernel.fn)
     x, y = rng_normal(12, (100,)), rng_normal(13, (100,))
@@ -438,6 +456,7 @@ def test_argument_errors():
         )
 
 
+@interpreter_only
 def test_interpreter_leaves_triton_language_untouched():
     """Compiling for a GPU later in the same process must see Triton's own builtins, not the interpreter's."""
     spaces = (tl, tl.core, tl.math, tl.core.tensor)
@@ -474,3 +493,76 @@ def test_fp32_to_bf16_cast_rounds_to_nearest_even(backend):
         grid=(1,), BLOCK=8, backend=backend,
     )  # fmt: skip
     np.testing.assert_array_equal(np.asarray(y).view(np.uint16), x.astype(ml_dtypes.bfloat16).view(np.uint16))
+
+
+# ----------------------------------------------------------------------------------------------- jax-triton binding
+
+
+class _FakeJaxTriton:
+    """Stands in for the jax_triton module: records what triton_call hands to jax_triton.triton_call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def triton_call(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        out = kwargs["out_type"] if "out_type" in kwargs else kwargs["out_shape"]
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out)
+
+
+@jit
+def out_first_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    """An output parameter before a scalar operand (passed by keyword)."""
+    offs = tl.arange(0, BLOCK)
+    tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=offs < n), mask=offs < n)
+
+
+def _multi_call(out_shape=None, **kw):
+    """multi_kernel through backend="gpu": operands x, acc, n, alpha (float), beta (np.float32)."""
+    f32 = jax.ShapeDtypeStruct((300,), jnp.float32)
+    x = jnp.ones(300)
+    return triton_call(
+        x, x, 300, 2.5, np.float32(-1.0), kernel=multi_kernel, grid=lambda meta: (triton.cdiv(300, meta["BLOCK"]),),
+        out_shape=out_shape or (f32, f32, jax.ShapeDtypeStruct((1,), jnp.int32)), BLOCK=64, backend="gpu", **kw,
+    )  # fmt: skip
+
+
+def test_binding_for_jax_triton_0_4(monkeypatch):
+    """jax-triton >= 0.4: operands as given (Python scalars), out_type, metaparams and options passed through."""
+    fake = _FakeJaxTriton()
+    monkeypatch.setattr(tc, "_jax_triton", lambda: (fake, (0, 4)))
+    _multi_call(zeroed_outputs=(2,))
+    (args, kw), = fake.calls  # fmt: skip
+    assert [type(a).__name__ for a in args[2:]] == ["int", "float", "float"] and args[2:] == (300, 2.5, -1.0)
+    assert "out_type" in kw and "out_shape" not in kw and kw["BLOCK"] == 64 and kw["zeroed_outputs"] == (2,)
+    assert kw["grid"]({"BLOCK": 64}) == (5,)
+    a = jnp.ones((20, 16), jnp.float32)
+    matmul(a, a.T, jnp.float32, backend="gpu")
+    _, kw = fake.calls[-1]
+    assert (kw["BM"], kw["BN"], kw["BK"]) == (16, 16, 16) and "INPUT_PRECISION" not in kw  # defaults: jax-triton's
+
+
+def test_binding_for_jax_triton_0_3(monkeypatch):
+    """jax-triton 0.3 (triton 3.6): positional operands, fp32 floats as np.float32 (0.3 types a Python float as
+    fp64), only the kernel's constexprs as metaparams (defaults included), grid/zeroed callables see all of ours."""
+    fake = _FakeJaxTriton()
+    monkeypatch.setattr(tc, "_jax_triton", lambda: (fake, (0, 3)))
+    _multi_call(zeroed_outputs=lambda meta: [2] if meta["EXTRA"] == 1 else [], EXTRA=1)
+    (args, kw), = fake.calls  # fmt: skip
+    assert args[2] == 300 and all(type(a) is np.float32 for a in args[3:]) and args[3:] == (2.5, -1.0)
+    assert "out_shape" in kw and "out_type" not in kw and kw["enable_fp_fusion"] is True
+    assert {k for k in kw if k.isupper()} == {"BLOCK"}  # EXTRA is not a kernel parameter: not a metaparam
+    assert kw["grid"]({"BLOCK": 64}) == (5,) and list(kw["zeroed_outputs"]({"BLOCK": 64})) == [2]
+    a = jnp.ones((20, 16), jnp.float32)
+    matmul(a, a.T, jnp.float32, backend="gpu")
+    _, kw = fake.calls[-1]
+    assert (kw["BM"], kw["BN"], kw["BK"], kw["INPUT_PRECISION"]) == (16, 16, 16, "ieee")
+    assert tc._legacy_scalar(1e-300) == 1e-300 and type(tc._legacy_scalar(1e-300)) is float  # fp64 when fp32 can't
+    with pytest.raises(NotImplementedError, match="input_output_aliases needs jax-triton >= 0.4"):
+        f32 = jax.ShapeDtypeStruct((300,), jnp.float32)
+        _multi_call(out_shape=(f32, f32, f32, jax.ShapeDtypeStruct((1,), jnp.int32)), input_output_aliases={1: 0})
+    with pytest.raises(NotImplementedError, match="operands must be the kernel's first parameters"):
+        triton_call(jnp.ones(8), n=8, kernel=out_first_kernel, out_shape=jax.ShapeDtypeStruct((8,), jnp.float32),
+                    grid=(1,), BLOCK=8, backend="gpu")  # fmt: skip
+    with pytest.raises(NotImplementedError, match=r"backend_options \['maxnreg'\] need jax-triton >= 0.4"):
+        _multi_call(backend_options={"maxnreg": 128})

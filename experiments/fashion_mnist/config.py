@@ -12,9 +12,7 @@ from jaxdl import config as config_lib
 
 
 def get_config(arg: str = "lenet") -> ml_collections.ConfigDict:
-    tokens, smoke = config_lib.parse_arg(arg)
-    if tokens != ["lenet"]:
-        raise ValueError(f"config arg {arg!r}: expected lenet[,smoke]")
+    smoke = config_lib.parse_arg(arg, model=("lenet",)).smoke
     c = config_lib.base()
     c.data.name = "fashion_mnist"
     c.data.batch_size = 128

@@ -27,7 +27,7 @@ ARMS = [
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    _, smoke = config_lib.parse_arg(arg)
+    smoke = config_lib.parse_arg(arg).smoke
     c = config_lib.base()
     c.data.name = "fashion_mnist"
     c.data.batch_size = 128

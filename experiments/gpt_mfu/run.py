@@ -5,7 +5,7 @@ Command (GPU): python experiments/gpt_mfu/run.py [--impls=auto,xla,cudnn] [--dim
 CPU check (tiny, seconds): python experiments/gpt_mfu/run.py --dim=64 --depth=2 --heads=4 --seq=128 --batch=2
                --vocab=256 --steps=2 --impls=xla
 
-Trains `jaxdl.models.gpt` (pre-norm, RoPE, tied embeddings, bf16 compute / fp32 params, AdamW) through the
+Trains `jaxdl.models.language.gpt` (pre-norm, RoPE, tied embeddings, bf16 compute / fp32 params, AdamW) through the
 trainer's own jitted step (jaxdl.steptime) on fresh random token batches, and prints a markdown table: params,
 tokens/s, step time (median after warm-up) and MFU = model FLOPs/s ÷ peak. Model FLOPs per token:
 6·N (N = all parameters; with tied embeddings the embedding matrix is the output projection's matmul) plus

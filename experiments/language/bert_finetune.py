@@ -10,7 +10,7 @@ tokens), 64 ids per fortune. Pretraining reads `fortunes_wordpiece` (all 43 fort
 fortunes; BERT masking 15 % with 80/10/10, redrawn every step; eval on a fixed masking of the held-out fortunes);
 finetuning reads `fortune_topics` (computers, food, love, politics, science, sports; the majority class scores
 0.393 on test). The topic test fortunes are held out of pretraining too.
-Model (jaxdl.models.bert): 4 post-LN layers, d 128, 4 heads, MLP 512, 64 positions, dropout 0.1 (4.8 M
+Model (jaxdl.models.language.bert): 4 post-LN layers, d 128, 4 heads, MLP 512, 64 positions, dropout 0.1 (4.8 M
 parameters, 3.9 M of them the word embeddings). Pretraining: head="mlm" (decoder tied to the word embeddings),
 AdamW 1e-3 (weight decay 0.01, clip 1), warmup 25 + cosine, batch 32, 250 steps (0.6 epoch). Finetuning:
 head="classify" with pool="mean" (the masked-LM objective trains no [CLS] pooler), AdamW 5e-4, warmup 20 + cosine,
@@ -44,12 +44,10 @@ MODES = ("pretrain", "finetune")
 
 
 def _parse(arg: str) -> tuple[str, str, bool]:
-    tokens, smoke = config_lib.parse_arg(arg)
-    root = [t.removeprefix("root=") for t in tokens if t.startswith("root=")]
-    mode = [t for t in tokens if not t.startswith("root=")]
-    if len(mode) != 1 or mode[0] not in MODES or (root and mode[0] != "finetune") or len(root) > 1:
-        raise ValueError(f"config arg {arg!r}: expected pretrain | finetune | finetune,root=ROOT [,smoke]")
-    return mode[0], (root or [""])[0], smoke
+    a = config_lib.parse_arg(arg, mode=MODES, root="")
+    if a.root and a.mode != "finetune":
+        raise ValueError(f"config arg {arg!r}: root=ROOT goes with finetune")
+    return a.mode, a.root, a.smoke
 
 
 def get_config(arg: str = "pretrain") -> ml_collections.ConfigDict:
@@ -63,6 +61,7 @@ def get_config(arg: str = "pretrain") -> ml_collections.ConfigDict:
     c.train.progress = False
     if mode == "pretrain":
         c.data.name = "fortunes_wordpiece"
+        c.task.name = "mlm"
         c.data.eval_batch_size = 32  # logits [batch, 64, 30522] float32: 250 MB at 32
         c.data.augment.mlm_probability = 0.15
         c.model = ml_collections.ConfigDict(dict(MODEL, head="mlm"))

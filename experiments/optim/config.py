@@ -19,10 +19,8 @@ LRS = {"sgd": 0.1, "momentum": 0.01, "adam": 3e-3, "adamw": 3e-3}
 
 
 def _parse(arg: str) -> tuple[bool, bool]:
-    tokens, smoke = config_lib.parse_arg(arg)
-    if tokens not in ([], ["norm"]):
-        raise ValueError(f"config arg {arg!r}: expected '' or 'norm', optionally with ',smoke'")
-    return tokens == ["norm"], smoke
+    a = config_lib.parse_arg(arg, norm=bool)
+    return a.norm, a.smoke
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

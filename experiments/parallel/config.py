@@ -15,15 +15,13 @@ from jaxdl import config as config_lib
 
 
 def get_config(arg: str = "dense") -> ml_collections.ConfigDict:
-    tokens, smoke = config_lib.parse_arg(arg)
-    if tokens not in (["dense"], ["moe"]):
-        raise ValueError(f"config arg {arg!r}: expected dense|moe[,smoke]")
+    a = config_lib.parse_arg(arg, model=("dense", "moe"))
     c = config_lib.base()
     c.data.name = "mnist1d"
     c.data.batch_size = 128
     c.data.eval_batch_size = 1000
     model = dict(name="transformer", depth=8, dim=64, heads=8, mlp_dim=256, dropout=0.0, remat="none")
-    if tokens == ["moe"]:
+    if a.model == "moe":
         model.update(moe_experts=8, moe_top_k=2, moe_capacity_factor=1.25, moe_groups=0, moe_aux_weight=0.01)
     c.model = ml_collections.ConfigDict(model)
     c.optim.name = "adamw"
@@ -36,4 +34,4 @@ def get_config(arg: str = "dense") -> ml_collections.ConfigDict:
     c.train.log_every = 100
     c.train.eval_every = 1000
     c.train.checkpoint_every = 1000
-    return config_lib.shrink_for_smoke(c) if smoke else c
+    return config_lib.shrink_for_smoke(c) if a.smoke else c

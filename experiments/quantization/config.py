@@ -14,9 +14,7 @@ from jaxdl import config as config_lib
 
 
 def get_config(arg: str = "mlp") -> ml_collections.ConfigDict:
-    tokens, smoke = config_lib.parse_arg(arg)
-    if tokens != ["mlp"]:
-        raise ValueError(f"config arg {arg!r}: expected mlp[,smoke]")
+    smoke = config_lib.parse_arg(arg, model=("mlp",)).smoke
     c = config_lib.base()
     c.data.name = "mnist1d"
     c.data.batch_size = 100
@@ -33,7 +31,7 @@ def get_config(arg: str = "mlp") -> ml_collections.ConfigDict:
 
 
 def get_study(arg: str = "mlp") -> ml_collections.ConfigDict:
-    _, smoke = config_lib.parse_arg(arg)
+    smoke = config_lib.parse_arg(arg, model=("mlp",)).smoke
     s = ml_collections.ConfigDict()
     s.seeds = (0,) if smoke else (0, 1, 2)
     s.calibration_batches = 8  # first 8 x 100 training examples (file order) for static activation scales

@@ -2,7 +2,7 @@
 (average-pooled to 14x14: depth-56 nets cost 4x less, which is what makes the study fit 2 CPU cores).
 
 Command: python -m jaxdl.ablate --config=experiments/residual/config.py --workdir=DIR --seeds=0
-The CIFAR-style nets of jaxdl.models.resnet (3 stages of 16/32/64 channels, BatchNorm, option-A shortcuts);
+The CIFAR-style nets of jaxdl.models.vision.resnet (3 stages of 16/32/64 channels, BatchNorm, option-A shortcuts);
 `residual=False` gives the paper's plain nets. The claim: deeper plain nets have *higher training error*
 (degradation), deeper residual nets do not. The paper trains 64k steps on CIFAR-10; on 2 CPU cores we train
 600 steps (0.64 epochs, batch 64, SGD momentum 0.9, lr 0.1 with 50 warmup steps then cosine, weight decay 1e-4)
@@ -17,7 +17,7 @@ from jaxdl.ablate import axis, product
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    _, smoke = config_lib.parse_arg(arg)
+    smoke = config_lib.parse_arg(arg).smoke
     c = config_lib.base()
     c.data.name = "fashion_mnist_14"
     c.data.batch_size = 64

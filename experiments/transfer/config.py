@@ -23,12 +23,10 @@ DATA = {"pretrain_fashion": "fashion_mnist", "pretrain_rotation": "fashion_mnist
 
 
 def _parse(arg: str) -> tuple[str, str, bool]:
-    tokens, smoke = config_lib.parse_arg(arg)
-    root = [t.removeprefix("root=") for t in tokens if t.startswith("root=")]
-    mode = [t for t in tokens if not t.startswith("root=")]
-    if len(mode) != 1 or mode[0] not in DATA or (mode[0] == "finetune") != bool(root):
+    a = config_lib.parse_arg(arg, mode=tuple(DATA), root="")
+    if (a.mode == "finetune") != bool(a.root):
         raise ValueError(f"config arg {arg!r}: expected pretrain_fashion | pretrain_rotation | finetune,root=ROOT")
-    return mode[0], (root or [""])[0], smoke
+    return a.mode, a.root, a.smoke
 
 
 def get_config(arg: str = "pretrain_fashion") -> ml_collections.ConfigDict:

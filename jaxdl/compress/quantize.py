@@ -43,7 +43,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jaxdl import config as config_lib
-from jaxdl import data, models, optim
+from jaxdl import data, models
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.layers.quantized import (
     INT8_MAX,
@@ -235,28 +235,9 @@ def _dir_bytes(path: str) -> int:
 # ------------------------------------------------------------------------------------------- checkpoints
 
 
-def _merge_config(target: ConfigDict, values: Mapping) -> None:
-    for key, value in values.items():
-        default = target.get(key) if key in target else None
-        if key == "model" or not isinstance(default, ConfigDict):
-            if isinstance(default, tuple) and isinstance(value, list):
-                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-            target[key] = ConfigDict(value, type_safe=False) if key == "model" else value
-        else:
-            _merge_config(default, value)
-
-
 def load_config(workdir: str) -> ConfigDict:
     """The validated config a trainer run (or a quantized checkpoint) wrote to `<workdir>/config.json`."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist: is {workdir!r} a jaxdl workdir?")
-    with open(path) as f:
-        values = json.load(f)
-    config = config_lib.base()
-    with config.unlocked():
-        _merge_config(config, values)
-    return config_lib.validate(config)
+    return config_lib.load_run_config(workdir)
 
 
 def _build(config: ConfigDict, ds_info: Mapping) -> Callable[[nnx.Rngs], nnx.Module]:
@@ -265,37 +246,15 @@ def _build(config: ConfigDict, ds_info: Mapping) -> Callable[[nnx.Rngs], nnx.Mod
     )
 
 
-def _one_device(config: ConfigDict) -> ConfigDict:
-    for a in config.mesh:
-        config.mesh[a] = -1 if a == "data" else 1
-    for a in config.mesh_dcn:
-        config.mesh_dcn[a] = 1
-    return config
-
-
 def restore_float(workdir: str, step: int | None = None) -> tuple[nnx.Module, ConfigDict, int, dict]:
     """(float model, config, step, dataset info) of a trainer run's checkpoint (default: the latest), on one
-    device. The abstract state is the trainer's own (`jaxdl.train.init_sharded_state` under `eval_shape`, so
-    optimizer state included), which is what `Checkpointer.restore` checks the checkpoint against."""
-    from jaxdl import train  # the trainer imports the data stack; only needed here
-    from jaxdl.parallel import rules as rules_lib
-    from jaxdl.parallel.mesh import make_mesh
+    device (`jaxdl.state.restore_run`)."""
+    from jaxdl.state import restore_run  # the trainer's state imports the data stack; only needed here
 
-    config = _one_device(load_config(workdir))
-    ds_info = data.info(config.data.name, config.data.data_dir or None)
-    tx, _ = optim.make_optimizer(config.optim, config.train.steps)
-    device = jax.devices()[0]
-    mesh = make_mesh(config.mesh, [device], config.mesh_dcn)
-    rules = rules_lib.resolve(config.sharding.strategy, config.sharding.rules)
-    abstract = jax.eval_shape(lambda: train.init_sharded_state(config, ds_info, tx, mesh, rules)[1])
-    single = jax.sharding.SingleDeviceSharding(device)
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=single), abstract)
-    with Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False) as ckpt:
-        step = ckpt.latest_step() if step is None else step
-        state, _ = ckpt.restore(target, step)
-    with nnx.use_eager_sharding(False):
-        graphdef = nnx.graphdef(nnx.eval_shape(lambda: _build(config, ds_info)(nnx.Rngs(0))))
-    return nnx.merge(graphdef, state["params"], state["rest"]), config, int(step), ds_info
+    run = restore_run(workdir, step, devices=[jax.devices()[0]])
+    with nnx.use_eager_sharding(False):  # the float model: config.quant's layers share its parameter tree
+        graphdef = nnx.graphdef(nnx.eval_shape(lambda: _build(run.config, run.ds_info)(nnx.Rngs(0))))
+    return nnx.merge(graphdef, run.state["params"], run.state["rest"]), run.config, run.step, run.ds_info
 
 
 def calibration_batches(config: ConfigDict, num_batches: int, batch_size: int | None = None) -> list[dict]:

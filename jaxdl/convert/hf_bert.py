@@ -1,4 +1,4 @@
-"""Hugging Face BERT checkpoints <-> `jaxdl.models.bert.Model`, exactly (transposes and reshapes only).
+"""Hugging Face BERT checkpoints <-> `jaxdl.models.language.bert.Model`, exactly (transposes and reshapes only).
 
 HF names (BertModel has no prefix; BertForMaskedLM / BertForSequenceClassification put the encoder under
 `bert.`) map one to one onto the model's parameters:
@@ -7,8 +7,8 @@ HF names (BertModel has no prefix; BertForMaskedLM / BertForSequenceClassificati
 |---|---|
 | embeddings.{word,position,token_type}_embeddings.weight | {word,position,token_type}_embeddings |
 | embeddings.LayerNorm.{weight,bias} | embeddings_norm.{scale,bias} |
-| encoder.layer.i.attention.self.{query,key,value}.weight [h*k, d] | layers[i].attention.{query,key,value} [d, h, k] |
-| encoder.layer.i.attention.output.dense.weight [d, h*k] | layers[i].attention.out [h, k, d] |
+| encoder.layer.i.attention.self.{query,key,value}.{weight [h*k, d], bias} | layers[i].attention.{wq,wk,wv}, {bq,bk,bv} |
+| encoder.layer.i.attention.output.dense.{weight [d, h*k], bias} | layers[i].attention.wo [h, k, d], bo |
 | encoder.layer.i.{intermediate,output}.dense.weight | layers[i].{up,down} (transposed) |
 | encoder.layer.i.{attention.output,output}.LayerNorm | layers[i].{attention_norm,output_norm} |
 | pooler.dense | pooler |
@@ -33,7 +33,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from jaxdl.convert._common import check_names, check_shape, check_tied, read_model_dir, strip_prefix
-from jaxdl.models import bert
+from jaxdl.models.language import bert
 
 IGNORED = ("embeddings.position_ids", "cls.seq_relationship.")
 TIED = {"cls.predictions.decoder.weight": "embeddings.word_embeddings.weight", "cls.predictions.decoder.bias": "cls.predictions.bias"}  # fmt: skip
@@ -54,9 +54,9 @@ def _entries(model: bert.Model) -> list[tuple[str, nnx.Variable, int]]:
     norm("embeddings.LayerNorm", model.embeddings_norm)
     for i, layer in enumerate(model.layers):
         p, a = f"encoder.layer.{i}.", layer.attention
-        for n in ("query", "key", "value"):
-            linear(f"{p}attention.self.{n}", getattr(a, n), getattr(a, f"{n}_bias"))
-        linear(f"{p}attention.output.dense", a.out, a.out_bias, n_in=2)
+        for n, ours in (("query", "q"), ("key", "k"), ("value", "v")):  # jaxdl.layers.attention's names
+            linear(f"{p}attention.self.{n}", getattr(a, f"w{ours}"), getattr(a, f"b{ours}"))
+        linear(f"{p}attention.output.dense", a.wo, a.bo, n_in=2)
         norm(f"{p}attention.output.LayerNorm", layer.attention_norm)
         linear(f"{p}intermediate.dense", layer.up, layer.up_bias)
         linear(f"{p}output.dense", layer.down, layer.down_bias)

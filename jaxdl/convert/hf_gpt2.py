@@ -1,4 +1,5 @@
-"""Hugging Face GPT-2 checkpoints <-> `jaxdl.models.gpt.Model`, exactly (slices, concatenations and reshapes only).
+"""Hugging Face GPT-2 checkpoints <-> `jaxdl.models.language.gpt.Model`, exactly (slices, concatenations and
+reshapes only).
 
 GPT-2 is our `gpt` with positions="learned" (max_len = n_positions), norm="layer" with norm_eps =
 layer_norm_epsilon (1e-5), attention_bias=True, tie_embeddings=True and the MLP's tanh-approximate GELU (HF
@@ -33,7 +34,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from jaxdl.convert._common import check_names, check_shape, check_tied, read_model_dir, strip_prefix
-from jaxdl.models import gpt
+from jaxdl.models.language import gpt
 
 PREFIX = "transformer."
 BUFFERS = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")  # non-trainable mask constants, not weights

@@ -20,15 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from jaxdl.config import AUGMENT_DEFAULTS
 from jaxdl.data import mlm
 
-DEFAULTS = dict(crop_padding=0, flip=False, mixup_alpha=0.0, cutmix_alpha=0.0, mlm_probability=0.0)
+DEFAULTS = AUGMENT_DEFAULTS  # the config.data.augment schema
 
 Augment = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 
 
-def check_config(cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> None:
-    """Errors name the config.data.augment key that cannot apply to inputs of `input_shape`."""
+def check_keys(cfg: Mapping[str, Any]) -> None:
+    """Errors name the unknown or out-of-range config.data.augment key (no dataset needed)."""
     for key in cfg:
         if key not in DEFAULTS:
             raise ValueError(f"config.data.augment.{key} is unknown; known: {sorted(DEFAULTS)}")
@@ -37,6 +38,11 @@ def check_config(cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> None:
             raise ValueError(f"config.data.augment.{key} must be >= 0, got {cfg[key]}")
     if not 0 <= cfg.get("mlm_probability", 0) < 1:
         raise ValueError(f"config.data.augment.mlm_probability must be in [0, 1), got {cfg['mlm_probability']}")
+
+
+def check_config(cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> None:
+    """Errors name the config.data.augment key that cannot apply to inputs of `input_shape`."""
+    check_keys(cfg)
     if cfg.get("mlm_probability"):
         if len(input_shape) != 1:
             raise ValueError(

@@ -5,7 +5,7 @@
 0.8, a random token with 0.1 and stays unchanged with 0.1. The label is the original id at chosen positions and
 -1 elsewhere (jaxdl.losses ignores labels < 0, so the loss and accuracy count the chosen positions only). Random
 replacement tokens are drawn uniformly from the vocabulary without the special ids, so a replacement never turns
-into [PAD] (which would change the model's attention mask, jaxdl.models.bert derives it from id 0).
+into [PAD] (which would change the model's attention mask, jaxdl.models.language.bert derives it from id 0).
 
 Special ids and vocabulary size come from a `Vocab`; the default `BERT_UNCASED` holds those of BERT's uncased
 WordPiece vocabulary (= all-MiniLM-L6-v2's vocab.txt, which jaxdl.data.fortune_topics checks at build time):

@@ -1,8 +1,9 @@
 """Input pipeline: deterministic, resumable, host-sharded batches prefetched onto devices.
 
 The train stream is a pure function of (seed, step): epoch e = step // steps_per_epoch reads the examples in
-the order of a permutation seeded by (seed, e), so resuming at step s is `iterate(s)` and nothing else. Each
-process reads only its slice of every global batch and the global array is assembled with
+the order of a permutation seeded by (seed, e) (`order="shuffle"`) or in source order every epoch
+(`order="sequential"`: the fixed batches of a plain `x[i*B:(i+1)*B]` loop), so resuming at step s is `iterate(s)`
+and nothing else. Each process reads only its slice of every global batch and the global array is assembled with
 `jax.make_array_from_process_local_data`.
 """
 
@@ -43,6 +44,9 @@ def _process(process_index: int | None, process_count: int | None) -> tuple[int,
     )
 
 
+ORDERS = ("shuffle", "sequential")  # config.data.order
+
+
 def _check_batch(batch_size: int, process_count: int, sharding: NamedSharding | None, what: str) -> None:
     if batch_size % process_count:
         raise ValueError(f"{what}={batch_size} is not divisible by the {process_count} processes")
@@ -74,9 +78,14 @@ class TrainLoader:
         process_count: int | None = None,
         prefetch: int = 2,
         augment: Augment | None = None,
+        order: str = "shuffle",
     ):
         """`augment(batch, rng)` (jaxdl.data.augment) transforms each preprocessed host batch; its generator is
-        seeded by (seed, step, process index)."""
+        seeded by (seed, step, process index). `order`: "shuffle" (a permutation per epoch) or "sequential"
+        (source order every epoch; the remainder of len(source) // global_batch_size is never read)."""
+        if order not in ORDERS:
+            raise ValueError(f"config.data.order={order!r} is not one of {ORDERS}")
+        self.order = order
         self.source, self.dataset, self.seed, self.augment = source, dataset, seed, augment
         self.batch_size, self.sharding, self.prefetch = global_batch_size, sharding, max(prefetch, 1)
         self.process_index, self.process_count = _process(process_index, process_count)
@@ -88,7 +97,9 @@ class TrainLoader:
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
 
     def permutation(self, epoch: int) -> np.ndarray:
-        """The example order of `epoch`, seeded by (seed, epoch)."""
+        """The example order of `epoch`, seeded by (seed, epoch); the identity for order="sequential"."""
+        if self.order == "sequential":
+            return np.arange(len(self.source))
         if epoch not in self._perms:
             rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch])))
             self._perms = {epoch: rng.permutation(len(self.source))}  # keep one epoch: memory stays flat

@@ -3,7 +3,7 @@
 import jax
 from flax import nnx
 
-from jaxdl.models._common import to_dtype
+from jaxdl.layers.dtypes import to_dtype
 from jaxdl.parallel.rules import constrain
 
 

@@ -54,7 +54,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import PartitionSpec
 
-from jaxdl.models._common import to_dtype
+from jaxdl.layers.dtypes import to_dtype
 from jaxdl.parallel import rules as rules_lib
 
 IMPLS = ("auto", "einsum", "all_to_all")

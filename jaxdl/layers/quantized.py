@@ -34,7 +34,7 @@ Three forms of one layer:
   reference matmul (the api's fused kernels quantize activations per token themselves).
 
 Models opt in through config: `make_dense(config.quant)` is a factory with the signature of
-`jaxdl.models._common.dense`, and `apply_quant(model, config.quant)` swaps every 2-D `nnx.Linear` of an already
+`jaxdl.layers.dense.dense`, and `apply_quant(model, config.quant)` swaps every 2-D `nnx.Linear` of an already
 built model for a `QuantDense` that shares its parameters. `check_config` validates `config.quant`
 (`mode`, `impl`, `qat`, `group_size`) and names the bad key.
 """
@@ -50,6 +50,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
+from jaxdl.layers.dense import dense as float_dense
+from jaxdl.layers.dtypes import to_dtype
 from kernels.int8_matmul import api as qapi
 from kernels.int8_matmul import reference as qref
 
@@ -75,8 +77,6 @@ class CalibrationStats(nnx.Variable):
 def _dtype(d):
     if d is None or not isinstance(d, str):
         return d
-    from jaxdl.models._common import to_dtype
-
     return to_dtype(d)
 
 
@@ -363,14 +363,12 @@ def _matmul(x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def make_dense(quant: Mapping[str, Any] | None = None) -> Callable[..., nnx.Module]:
-    """A factory with the signature of `jaxdl.models._common.dense` — `(din, dout, axes, *, dtype, param_dtype,
+    """A factory with the signature of `jaxdl.layers.dense.dense` — `(din, dout, axes, *, dtype, param_dtype,
     rngs)` — building a `QuantDense` per `config.quant` (an `nnx.Linear` when the mode is `none`)."""
     q = check_config(quant)
 
     def dense(din: int, dout: int, axes: Axes, *, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.Module:
         if q["mode"] == "none":
-            from jaxdl.models._common import dense as float_dense
-
             return float_dense(din, dout, axes, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         return QuantDense(din, dout, axes=axes, dtype=dtype, param_dtype=param_dtype, rngs=rngs, **q)
 

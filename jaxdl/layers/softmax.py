@@ -33,7 +33,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxdl.models._common import to_dtype
+from jaxdl.layers.dtypes import to_dtype
 
 NAMES = ("full", "sampled", "hierarchical")
 PROPOSALS = ("unigram", "log_uniform", "uniform")

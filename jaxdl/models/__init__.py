@@ -1,6 +1,13 @@
-"""Model registry: `jaxdl.models.<name>` modules, each with a `Model(nnx.Module)` class.
+"""Model registry: one module per model family, each with a `Model(nnx.Module)` class, grouped by domain.
 
-The registry key is the module name, so adding a family is adding a module and nothing else. Every `Model`
+    jaxdl/models/transformer.py   transformer (the scanned encoder every sharding strategy exercises; vit's base)
+    jaxdl/models/basic/           logistic mlp cnn1d gru (the MNIST-1D paper's models)
+    jaxdl/models/vision/          lenet resnet vgg vit
+    jaxdl/models/language/        gpt bert seq2seq lstm_seq2seq rnn_lm (+ _lm_head.py, their output heads)
+
+The registry key is the module name (`config.model.name="gpt"` finds `jaxdl.models.language.gpt`), so adding a
+family is adding a module to a domain folder (or a new domain folder with an `__init__.py`) and nothing else; two
+modules with the same name anywhere under jaxdl/models fail at lookup, naming both. Every `Model`
 takes keyword arguments only; `input_shape`, `num_classes` and `rngs` come from the trainer (from the dataset),
 the rest from `config.model` (minus `name`). Models map `[batch, *input_shape]` inputs to float32 logits
 `[batch, num_classes]` (sequence models: `[batch, length, vocab]`) and are called as
@@ -13,6 +20,7 @@ its first call), for output layers built from token frequencies (unigram proposa
 the builder has no dataset.
 """
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -26,20 +34,51 @@ from jaxdl.layers.remat import check_policy
 _PROVIDED = ("input_shape", "num_classes", "rngs", "label_counts")  # label_counts: only to models that take it
 
 
+@functools.cache
+def _index() -> dict[str, str]:
+    """Registry key -> module path: the public modules of jaxdl/models and of its public subpackages (one level)."""
+    index: dict[str, str] = {}
+
+    def add(name: str, module: str) -> None:
+        if name in index:
+            raise ValueError(f"model name {name!r} is defined twice: {index[name]} and {module} (rename one)")
+        index[name] = module
+
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        if not info.ispkg:
+            add(info.name, f"{__name__}.{info.name}")
+            continue
+        package = importlib.import_module(f"{__name__}.{info.name}")
+        for sub in pkgutil.iter_modules(package.__path__):
+            if not sub.name.startswith("_") and not sub.ispkg:
+                add(sub.name, f"{package.__name__}.{sub.name}")
+    return index
+
+
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    """The registry keys (config.model.name values), sorted."""
+    return sorted(_index())
+
+
+def module_name(name: str) -> str:
+    """The module that defines model `name`, e.g. "gpt" -> "jaxdl.models.language.gpt"."""
+    index = _index()
+    if name not in index:
+        raise ValueError(f"config.model.name={name!r} is not a model; available: {', '.join(sorted(index))}")
+    return index[name]
 
 
 def get_class(name: str) -> type[nnx.Module]:
-    if name not in available():
-        raise ValueError(f"config.model.name={name!r} is not a model; available: {', '.join(available())}")
-    return importlib.import_module(f"{__name__}.{name}").Model
+    """The `Model` class of registry key `name` (ValueError naming config.model.name for an unknown one)."""
+    return importlib.import_module(module_name(name)).Model
 
 
 def _init_params(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword arguments of `cls.__init__`, following `**kwargs` into the base classes (e.g. vit -> transformer)
     or, for a class with `EXTRA_ARGS` (a function), into that function's keyword arguments (e.g. the language
-    models' output-head options, `jaxdl.models._lm_head.options`)."""
+    models' output-head options, `jaxdl.models.language._lm_head.options`)."""
     params: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):

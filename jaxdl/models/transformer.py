@@ -9,11 +9,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.layers.attention import SelfAttention
+from jaxdl.layers.attention import Attention
+from jaxdl.layers.aux_loss import AuxLoss
+from jaxdl.layers.dense import dense
+from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.mlp import Mlp
 from jaxdl.layers.moe import MoeMlp
+from jaxdl.layers.norm import make_norm
 from jaxdl.layers.remat import remat as remat_fn
-from jaxdl.models._common import AuxLoss, dense, to_dtype
 from jaxdl.parallel import rules
 from jaxdl.parallel.pipeline import pipeline
 from jaxdl.parallel.rules import constrain
@@ -23,11 +26,10 @@ class Block(nnx.Module):
     """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)); [batch, length, embed]."""
 
     def __init__(self, dim, heads, mlp_dim, dropout, moe: dict | None, impl: str, *, dtype, param_dtype, rngs):
-        norm = lambda: nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype),
-                                     scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
-                                     bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)), rngs=rngs)  # fmt: skip
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        norm = lambda: make_norm("layer", dim, axes=("embed",), **kw)
         self.norm1, self.norm2 = norm(), norm()
-        self.attn = SelfAttention(dim, heads, attention_impl=impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.attn = Attention(dim, heads, attention_impl=impl, **kw)
         if moe:
             self.mlp = MoeMlp(dim, mlp_dim, **moe, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         else:
@@ -101,7 +103,7 @@ class Model(nnx.Module):
             return Block(dim, heads, mlp_dim, dropout, moe, attention_impl, rngs=rngs, **kw)
 
         self.blocks = make_blocks(rngs)
-        self.norm = nnx.LayerNorm(dim, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
+        self.norm = make_norm("layer", dim, rngs=rngs, **kw)  # unnamed axes: replicated under every strategy
         self.head = dense(dim, num_classes, ("embed", "classes"), rngs=rngs, **kw)
         self.depth, self.remat, self.dropout = depth, remat, dropout
         self.moe, self.moe_aux_weight = bool(moe_experts), moe_aux_weight

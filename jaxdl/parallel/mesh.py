@@ -13,7 +13,7 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh
 
-AXES = ("data", "fsdp", "sequence", "tensor", "expert", "pipeline")
+from jaxdl.config import AXES  # the axis names live with the config schema
 
 
 def mesh_shape(axes: Mapping[str, int], num_devices: int) -> dict[str, int]:

@@ -1,17 +1,14 @@
-"""Launch configurations of the Triton attention kernels: the `autotune.json` table, its lookup, and the per-call
-resolution (user overrides merged over the table entry, tiles clamped to the sequence lengths).
-
-Keyed by (device, head_dim, causal, dtype, sequence bucket); the most specific matching entry wins. Re-exported by
-`kernels.attention.triton`; rewritten on a GPU by `python -m kernels.attention.tune`.
+"""Launch configurations of the Triton attention kernels: `KernelConfig` / `LaunchConfig`, their lookup in
+`autotune.json` (keyed by device, head_dim, causal, dtype and sequence bucket, through `kernels.launch_table`) and the
+per-call resolution (user overrides merged over the entry, tiles clamped to the sequence lengths). The table is
+rewritten on a GPU by `python -m kernels.attention.tune`.
 """
 
 import dataclasses
-import functools
 import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 from kernels import launch_table
@@ -19,10 +16,7 @@ from kernels.launch_table import device_key
 
 TABLE_PATH = pathlib.Path(__file__).with_name("autotune.json")
 KERNELS = ("fwd", "bwd_dkv", "bwd_dq")  # the table's per-kernel sections
-
-# ===============================================================================================================
-# Launch configurations: the autotune table
-# ===============================================================================================================
+CLASS_FIELDS = ("device", "head_dim", "causal", "dtype", "seq")  # an entry's match fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,23 +109,15 @@ class LaunchConfig:
         return LaunchConfig(**parts, source=self.source)
 
 
-def seq_bucket(q_len: int, kv_len: int, bounds: tuple[int, ...] = (512, 2048, 8192, 32768)) -> str:
-    """The table's sequence class of a call: `"<=N"` for the smallest bound N >= max(q_len, kv_len), else `">N"`."""
-    n = max(q_len, kv_len)
-    for bound in bounds:
-        if n <= bound:
-            return f"<={bound}"
-    return f">{bounds[-1]}"
+def seq_bucket(q_len: int, kv_len: int, table: Mapping[str, Any] | None = None) -> str:
+    """The table's sequence class of a call: the bucket of max(q_len, kv_len) (`"<=2048"`, ..., `">32768"`)."""
+    table = load_table() if table is None else table
+    return launch_table.bucket(max(q_len, kv_len), table["buckets"]["seq"])
 
 
 def load_table(path: str | pathlib.Path | None = None) -> dict[str, Any]:
-    """The parsed launch table (`autotune.json` beside this module unless `path` is given)."""
-    return launch_table.load_table(path or TABLE_PATH)
-
-
-@functools.cache
-def _default_table() -> dict[str, Any]:
-    return load_table()
+    """The parsed launch table: `autotune.json` beside this module (read once) unless `path` is given."""
+    return launch_table.cached_table(str(TABLE_PATH)) if path is None else launch_table.load_table(path)
 
 
 def lookup_config(
@@ -144,28 +130,16 @@ def lookup_config(
     device: str | None = None,
     table: Mapping[str, Any] | None = None,
 ) -> LaunchConfig:
-    """The table entry for one call's shape class, or the fallback for its device class.
+    """The table's launch configuration for one call's shape class on `device` (default: this process's).
 
-    An entry matches when each of its fields `device`, `head_dim`, `causal`, `dtype`, `seq` (see :func:`seq_bucket`)
-    is absent, `"*"`, equal to the call's value, or a list containing it. `device` also accepts the classes
-    `"gpu"` (any GPU) and `"interpret"`. Among matches the most specific wins: a named device counts 10, every
-    other field given counts 1; ties go to the earlier entry. No match: the table's `defaults["gpu"]` or
-    `defaults["interpret"]`. `head_dim` is the kernel's (power-of-two padded) head dim.
+    Match fields: `device`, `head_dim` (the kernel's power-of-two padded head dim), `causal`, `dtype`, `seq` (the
+    bucket of max(q_len, kv_len)); matching and precedence are `kernels.launch_table.lookup`'s.
     """
-    table = _default_table() if table is None else table
+    table = load_table() if table is None else table
     device = device_key() if device is None else device
-    dtype_name = jnp.dtype(dtype).name
-    bounds = tuple(table.get("seq_buckets", (512, 2048, 8192, 32768)))
-    call = dict(head_dim=head_dim, causal=bool(causal), dtype=dtype_name, seq=seq_bucket(q_len, kv_len, bounds))
-    device_class = "interpret" if device == "interpret" else "gpu"
-    best = launch_table.best_entry(table["entries"], device, call)
-    if best is not None:
-        i, entry = best
-        return LaunchConfig.from_json(entry, f"autotune.json entries[{i}]")
-    default = table.get("defaults", {}).get(device_class)
-    if default is None:
-        raise ValueError(f"autotune.json: no entry matches {device} {call} and there is no defaults.{device_class}")
-    return LaunchConfig.from_json(default, f"autotune.json defaults.{device_class}")
+    call = dict(head_dim=head_dim, causal=bool(causal), dtype=launch_table.dtype_name(dtype), seq=max(q_len, kv_len))
+    entry, where = launch_table.lookup(table, device, call)
+    return LaunchConfig.from_json(entry, where)
 
 
 def resolve_config(

@@ -1,57 +1,13 @@
 """FlashAttention-2-style fused attention in Pallas: forward, dK/dV and dQ kernels under one `jax.custom_vjp`.
 
-Semantics are those of `kernels.attention.reference` (layout `[batch, seq, heads, head_dim]`, GQA/MQA, causal with
-bottom-right alignment when `Sq != Skv`, sliding window, separate q/kv segment ids, fully masked rows -> zeros and
-zero gradients); the tile masks come from `reference.block_mask`, so both sides share one definition.
+Semantics are `kernels.attention.reference`'s (`[batch, seq, heads, head_dim]`, GQA/MQA, bottom-right causal when
+Sq != Skv, sliding window, q/kv segment ids, fully masked rows -> zeros and zero gradients); the tile masks come
+from `reference.block_mask`, so both sides share one definition. Online softmax in float32 (exp2, `-inf`-safe),
+logsumexp residual, FlashAttention-2 backward (delta in XLA, a dK/dV kernel summing each GQA group, a dQ kernel);
+block skipping under causal/window; ragged lengths and odd head dims zero-padded in the wrapper (exact).
 
-Algorithm
----------
-* Forward (grid `(Sq/block_q, B, Hq)`): each program holds one query tile in registers and streams the key/value
-  tiles of its kv head (`h // (Hq // Hkv)`) with an online softmax in float32 (running max `m`, running sum `l`,
-  unnormalized accumulator; exponentials in base 2 with `scale·log2(e)` folded into the scores). It writes the output
-  in the input dtype and the natural-log logsumexp per row (float32 `[B, Hq, Sq]`, `-inf` for rows that see no key)
-  as the residual for the backward. Fully masked rows are handled without NaN: the reference point of the
-  exponentials is 0 while the running max is still `-inf`, and the final division uses `l = 0 -> 1`.
-* Backward, FlashAttention-2 style: `delta_i = rowsum(dO_i * O_i)` (a fused XLA reduction in the wrapper), then
-  - a dK/dV kernel (grid `(Skv/block_kv_bwd, B, Hkv)`): one key/value tile per program, loops over the query heads
-    of its GQA group and over the query tiles, recomputing `P = exp(S - lse)`, accumulating `dV += Pᵀ dO` and
-    `dK += dSᵀ Q` with `dS = P ∘ (dO Vᵀ - delta)` in float32; GQA/MQA sums over the group inside the kernel (no
-    `[B, S, Hq, D]` float32 temporaries);
-  - a dQ kernel (grid `(Sq/block_q_bwd, B, Hq)`): one query tile per program, loops over key/value tiles,
-    `dQ += dS K`.
-  Matmul operands are in the input dtype (P and dS are cast down, as FlashAttention does) with float32 accumulation.
-* Block skipping: with `causal` and/or `window` each program loops only over the tiles that intersect its band
-  (bounds computed from `program_id`); tiles past the real sequence end are never visited. Tiles inside the band
-  are still masked elementwise (no separate unmasked fast path yet). Segment ids are not used for skipping.
-* Ragged lengths: the wrapper zero-pads Sq/Skv up to a multiple of the (forward and backward) block sizes and the
-  kernels mask padded keys by position; padded query rows are sliced off (their dO is zero, so they add nothing to
-  dK/dV). Head dims that are not a power of two are zero-padded (exact: zeros add nothing to q·k and give zero
-  output columns). Small sequences shrink the blocks to `max(16, next_power_of_2(seq))`.
-
-What lowers where (jax 0.12.0; never run on a GPU or TPU here)
----------------------------------------------------------------
-Read from the jax source, plus two checks on a CPU host: `tests/test_attention_pallas.py::test_lowers_to_triton_ir`
-lowers forward + backward for `cuda` on an abstract H100 (Triton-dialect MLIR inside three custom calls; PTX
-compilation, speed and register pressure are untested), and lowering for `tpu` fails with the block-shape error
-quoted below.
-* CPU: interpret mode only (`interpret=None` means True on a CPU backend). The tests run this way.
-* GPU: `pallas_call` without Mosaic-GPU compiler params goes to the **Pallas Triton backend**, which is deprecated
-  since jax 0.11 (it emits a DeprecationWarning, still present in 0.12) but remains the backend this generic
-  BlockSpec/grid kernel targets: whole-sequence K/V blocks are just pointers there, `fori_loop` with
-  `program_id`-dependent bounds becomes `scf.for`, `dot_general` with either operand transposed lowers to `tt.dot`
-  (float32 operands use IEEE precision, not TF32). Triton needs power-of-two tile shapes ≥ 16, hence the padding
-  rules above. `num_warps`/`num_stages` are passed as `jax.experimental.pallas.triton.CompilerParams`. Block and
-  warp defaults are educated guesses, not tuned on hardware.
-  The successor, **Mosaic GPU** (`plgpu = jax.experimental.pallas.mosaic_gpu`), is a different programming model
-  (TMA copies into shared memory, warpgroup `wgmma`, explicit pipelining and barriers); this kernel does not lower
-  there as written: a whole-sequence K/V BlockSpec would be copied into shared memory. A Mosaic GPU port needs its
-  own kernel (cf. jax's `attention_mgpu.py` design), left for later.
-* TPU (Mosaic TPU): does not lower as written ("requires that the last two dimensions of your block shape are
-  divisible by 8 and 128 respectively, or be equal to the respective dimensions of the overall array"): the
-  squeezed head axis of `[B, S, H, D]` (second-to-last) and the `[B, S]` segment-id /
-  `[B, H, S]` logsumexp blocks break that rule; whole-sequence K/V blocks would also have to fit in VMEM. A TPU
-  version would use a `[B, H, S, D]` layout, the kv axis as an "arbitrary" grid dimension with VMEM scratch
-  accumulators, and lane-broadcast logsumexp (as jax's TPU flash attention does).
+CPU: interpret mode (`interpret=None` means True there). GPU: the Pallas Triton backend (`num_warps`/`num_stages`
+via compiler params). Not Mosaic GPU or Mosaic TPU as written. Algorithm and lowering notes: `kernels/README.md`.
 """
 
 from __future__ import annotations

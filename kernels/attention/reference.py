@@ -1,20 +1,15 @@
 """Plain-jnp multi-head attention: the numerical truth every fused kernel is tested against.
 
-Layout `[batch, seq, heads, head_dim]`. q `[B, Sq, Hq, D]`, k and v `[B, Skv, Hkv, D]` with `Hq % Hkv == 0`
-(GQA/MQA: query head `h` reads kv head `h // (Hq // Hkv)`). The softmax runs in float32; bf16/fp16 inputs are
-upcast, the output comes back in the input dtype.
+q `[B, Sq, Hq, D]`, k and v `[B, Skv, Hkv, D]` with `Hq % Hkv == 0` (query head `h` reads kv head
+`h // (Hq // Hkv)`). The softmax runs in float32; the output comes back in the input dtype. Masks (shared with the
+kernels through `block_mask`, one definition):
 
-Masking (shared with the kernels through `block_mask`, so both sides implement one definition):
-
-* Positions are indices. When `Sq != Skv` the queries are aligned **bottom-right** (as in FlashAttention-2 and
-  cuDNN's "bottom right" causal mask): query `i` sits at position `i + (Skv - Sq)`, i.e. the queries are the last
-  `Sq` positions of the key sequence (a KV cache with new tokens). With `Sq == Skv` this is the usual alignment.
+* When `Sq != Skv` queries are aligned bottom-right: query `i` sits at key position `i + (Skv - Sq)`.
 * `causal`: key `j` is visible to query `i` iff `j <= pos(i)`.
-* `window=(left, right)`: key `j` is visible iff `pos(i) - left <= j <= pos(i) + right`; either side may be None
-  (unbounded). With `causal` the right side is effectively 0.
-* `q_segment_ids [B, Sq]`, `kv_segment_ids [B, Skv]` (int32, given together): a query sees only keys of the same
-  segment id (packed sequences; padding gets an id of its own, or one absent from the other side).
-* A query row that sees no key at all outputs zeros (not NaN) and receives zero gradients.
+* `window=(left, right)`: visible iff `pos(i) - left <= j <= pos(i) + right`; None = unbounded (right is 0 under
+  causal).
+* `q_segment_ids [B, Sq]`, `kv_segment_ids [B, Skv]` (integers, given together): a query sees only keys of its id.
+* A query row that sees no key outputs zeros (not NaN) and receives zero gradients.
 """
 
 from __future__ import annotations

@@ -1,63 +1,12 @@
-"""FlashAttention-2/3-style fused attention in Triton: forward, dK/dV and dQ kernels under one `jax.custom_vjp`.
+"""FlashAttention-2-style fused attention in Triton: the JAX-facing launches and the `jax.custom_vjp` over the
+forward, delta, dK/dV and dQ kernels of `kernels.attention.triton_kernels`, through `kernels.triton_call`
+(jax-triton on a GPU, Triton's interpreter elsewhere; jax-triton has no autodiff, hence the custom VJP).
 
-Semantics are those of `kernels.attention.reference` (layout `[batch, seq, heads, head_dim]`, GQA/MQA, causal with
-bottom-right alignment when `Sq != Skv`, sliding window, separate q/kv segment ids, fully masked rows -> zeros and
-zero gradients). The kernels are written once with `kernels.triton_call.jit` and launched with
-`kernels.triton_call.triton_call`: through jax-triton on a GPU, through Triton's interpreter (numpy, inside a
-`jax.pure_callback`) elsewhere. jax-triton has no autodiff, hence the custom VJP.
-
-Kernels
--------
-* `_fwd_kernel`, grid `(cdiv(Sq, BLOCK_M), B * Hq)`: one query tile `[BLOCK_M, D]` stays in registers while the
-  program streams the key/value tiles of its kv head (`h // (Hq // Hkv)`) with an online softmax in float32
-  (running max `m`, running sum `l`, unnormalized accumulator). Scores are prescaled by `scale * log2(e)` so every
-  exponential is an `exp2`. Both matmuls go through `tl.dot` with float32 accumulation; `P` is cast to the input
-  dtype before `P @ V` (as FlashAttention does). Writes O in the input dtype and the natural-log logsumexp
-  `L [B, Hq, Sq]` (float32; `-inf` for rows that see no key) as the residual for the backward.
-* `_delta_kernel`: `delta = rowsum(dO * O)` in float32 `[B, Hq, Sq]`.
-* `_dkv_kernel`, grid `(cdiv(Skv, BLOCK_N), B * Hkv)`: one key/value tile per program; loops over the query heads of
-  its GQA group and, for each, over the query tiles that can see the tile, recomputing `P = exp2(S - L)` from the
-  stored logsumexp: `dV += Pᵀ dO`, `dK += dSᵀ Q` with `dS = P ∘ (dO Vᵀ - delta)`. Summing the group inside the
-  program gives GQA/MQA dK/dV without atomics or `[B, S, Hq, D]` temporaries.
-* `_dq_kernel`, grid `(cdiv(Sq, BLOCK_M), B * Hq)`: one query tile per program, loops over key/value tiles,
-  `dQ += dS K`.
-
-Why dK/dV + dQ as two kernels rather than one kernel with atomic dQ updates (FlashAttention-2's CUDA backward,
-FA3): no float32 dQ scratch buffer, no zero-fill and no extra cast pass; results are deterministic (atomics add in
-arbitrary order); and it launches through jax-triton with plain outputs. The price is recomputing `Q Kᵀ` and
-`dO Vᵀ` in the dQ kernel (7 matmuls per tile pair instead of 5), which the Triton tutorial and FlashAttention's
-Triton backward also pay.
-
-Masking and block skipping
---------------------------
-Each program splits its loop over the other sequence into three ranges: tiles entirely inside the causal/window
-band and inside both sequences run *without* any mask arithmetic or boundary checks on loads; the tiles at the band
-edges and at ragged sequence ends run with the elementwise mask; tiles entirely outside the band are never visited
-(loop bounds from `program_id`). Segment ids add an elementwise mask in every tile (they do not skip tiles). With
-plain causal masking the forward and dQ grids run their query tiles last-first, so the heaviest programs start
-first (FlashAttention-2 does the same).
-Fully masked rows: while a row's running max is still `-inf` the exponentials use 0 as reference point, so they
-come out 0 (never NaN); the epilogue maps `l = 0` to output 0 and `L = -inf`. In the backward such a row has
-`exp2(S - L) = inf`, which only ever occurs in masked tiles (a row of a mask-free tile sees keys), where the mask
-selects 0.
-
-Shapes: head dims are powers of two 16..256 (`BLOCK_D = head_dim`); any other head dim <= 256 is zero-padded in the
-wrapper (exact). Sequence lengths are arbitrary (boundary masks, no padding); offsets inside one sequence are
-32-bit, so `seq * heads * head_dim < 2**31` (checked). float32 inputs use `input_precision="ieee"` dots (exact
-float32, no TF32; on a GPU these are FMA loops, a correctness path), bfloat16/float16 the tensor cores. Like
-jax-triton, the op composes with jit, grad and checkpoint but not with vmap.
-
-"FlashAttention-3-style" only as far as Triton takes it: compiled for sm_90, the dots become Hopper warpgroup MMAs
-(`HGMMA`, checked in the offline compile) and `num_stages` software-pipelines the K/V loads; there is no explicit
-warp specialization, TMA descriptors, ping-pong scheduling or FP8 as in FlashAttention-3's CUDA kernels.
-
-What was verified where: on CPU, every kernel path through Triton's interpreter against the reference
-(tests/test_attention_triton.py); for sm_90, compilation of the table's configurations with Triton's bundled ptxas
-(`python -m kernels.attention.tune --compile-report`: registers, spills, shared memory, HGMMA). Not verified here:
-GPU execution and speed (no GPU was available); the `gpu`-marked tests and `tune.py` do that on a GPU machine.
-
-Launch configurations (`BLOCK_M`, `BLOCK_N`, `num_warps`, `num_stages` per kernel) come from `autotune.json` (see
-:func:`lookup_config`), rewritten on a GPU by `python -m kernels.attention.tune`.
+Semantics are `kernels.attention.reference`'s: `[batch, seq, heads, head_dim]`, GQA/MQA, bottom-right causal when
+Sq != Skv, sliding window, q/kv segment ids, fully masked rows -> zeros and zero gradients. Head dims up to 256
+(zero-padded here to a power of two >= 16, exact); any sequence lengths; `seq * heads * head_dim < 2**31` (32-bit
+offsets, checked). float32 runs exact ("ieee") dots, bf16/fp16 the tensor cores. Composes with jit, grad and
+checkpoint, not vmap. Launch configurations: `kernels.attention.launch_config`. Algorithm: `kernels/README.md`.
 """
 
 import dataclasses
@@ -69,39 +18,14 @@ import jax
 import jax.numpy as jnp
 import triton
 
-from kernels.attention.launch_config import (  # noqa: F401 (re-exported: the table API lives beside the kernels)
-    KERNELS,
-    TABLE_PATH,
-    KernelConfig,
-    LaunchConfig,
-    load_table,
-    lookup_config,
-    resolve_config,
-    seq_bucket,
-)
+from kernels.attention.launch_config import LaunchConfig, resolve_config
 from kernels.attention.reference import Window, validate
 from kernels.attention.triton_kernels import _delta_kernel, _dkv_kernel, _dq_kernel, _fwd_kernel
-from kernels.launch_table import device_key, short_device_name  # noqa: F401 (re-exported)
 from kernels.triton_call import triton_call
 
-__all__ = [
-    "KernelConfig",
-    "LaunchConfig",
-    "attention",
-    "device_key",
-    "load_table",
-    "lookup_config",
-    "resolve_config",
-    "seq_bucket",
-    "short_device_name",
-]
+__all__ = ["attention"]
 
 SUPPORTED_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
-
-
-# ===============================================================================================================
-# Launches
-# ===============================================================================================================
 
 
 @dataclasses.dataclass(frozen=True)

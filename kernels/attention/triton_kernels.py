@@ -1,8 +1,8 @@
 """The Triton kernels of the fused attention (FlashAttention-2 forward, delta, dK/dV and dQ), written once with
 `kernels.triton_call.jit` so the same source runs on GPU (jax-triton) and in Triton's interpreter on CPU.
 
-Host-side launches, the custom VJP and the public API are in `kernels.attention.triton`; shapes, masking and the
-algorithm are described there.
+Launches, the custom VJP and the public API: `kernels.attention.triton`; shapes, masking, block skipping and the
+algorithm: `kernels/README.md`.
 """
 
 import triton.language as tl

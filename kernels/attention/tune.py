@@ -1,28 +1,17 @@
-"""Regenerate `autotune.json` for `kernels/attention/triton.py` by timing launch configurations on a GPU.
+"""Regenerate `autotune.json` of the Triton attention kernels by timing launch configurations on a GPU.
 
-Run it as a module from the repository root (run as a script, the `triton.py` beside it would shadow the `triton`
-package)::
+Run it as a module from the repository root (as a script, the `triton.py` beside it would shadow `triton`)::
 
     python -m kernels.attention.tune                                   # default sweep, rewrites autotune.json
-    python -m kernels.attention.tune --head-dims 128 --causal true --seqs 4096 --dry-run
-    python -m kernels.attention.tune --compile-report                  # no GPU needed, see below
+    python -m kernels.attention.tune --head-dims 128 --causal true --seqs 4096 --quick --table OUT/autotune.json
+    python -m kernels.attention.tune --compile-report                  # offline sm_90 resource report
 
-Timing method: for every shape class (head_dim x causal x dtype x sequence length; batch = tokens / seq, `--heads`
-query and key/value heads) each candidate configuration of each kernel is jitted and warmed up, then timed
-`--repeats` times, each call synchronized with `block_until_ready`, and the median is kept. Inputs are random
-normal (never zeros) and `--input-sets` different sets are rotated, so consecutive calls never read the same
-buffers (no cache-resident timing). The three kernels are swept separately: the forward alone, the dK/dV kernel
-alone and the dQ kernel alone (both given the forward's output and logsumexp). A configuration that fails to
-compile or launch (shared memory, registers) is reported and skipped. The fastest configuration of each kernel
-becomes the class's entry, with the measured medians and the software versions; it replaces an earlier measured
-entry of the same class and, being more specific (it names its sequence bucket), takes precedence over the
-published entries, which stay in the file.
-
-On a machine without a GPU the sweep refuses and changes nothing. `--compile-report` works anywhere Triton's NVIDIA
-backend is installed: it compiles each configuration of the table for `--arch` (default sm_90) with the bundled
-ptxas and prints registers per thread, spill stack, shared memory and the count of Hopper `HGMMA` (warpgroup) versus
-`HMMA` (mma.sync) instructions, flagging spills and shared memory over the architecture's limit. That is how the
-published entries were checked here (no GPU was available to time them).
+Per shape class (head_dim x causal x dtype x sequence), each kernel's candidate configurations are jitted, warmed
+up and timed (median of `--repeats`, synchronized, random inputs rotated over `--input-sets`); the fastest of each
+kernel becomes a "measured" entry replacing an earlier measured entry of its class. Configurations that fail to
+compile or launch are reported and skipped; without a GPU the sweep refuses and changes nothing. `--compile-report`
+compiles the table's configurations for `--arch` with Triton's bundled ptxas (registers, spills, shared memory,
+HGMMA vs HMMA). Details: `kernels/README.md`.
 """
 
 from __future__ import annotations
@@ -36,7 +25,6 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import importlib.metadata  # noqa: E402
 import itertools  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
@@ -50,7 +38,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from kernels import launch_table  # noqa: E402
+from kernels.attention import launch_config as lc  # noqa: E402
 from kernels.attention import triton as fa  # noqa: E402
+from kernels.attention import triton_kernels  # noqa: E402
 
 SHARED_MEMORY_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448}  # bytes per block (opt-in maximum)
 
@@ -63,32 +54,6 @@ QUICK = dict(num_stages=(3,))
 # ---------------------------------------------------------------------------------------------------------------
 # Table I/O
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def format_table(table: dict[str, Any]) -> str:
-    """JSON with one line per kernel configuration (the layout of the checked-in file)."""
-    text = json.dumps(table, indent=2)
-    # Collapse the innermost {"BLOCK_M": ..., ...} objects and short lists onto one line.
-    text = re.sub(r"\{\s+(\"BLOCK_M\"[^{}]*?)\s+\}", lambda m: "{" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "}", text)
-    text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text)
-    text = re.sub(
-        r"\{\s+(\"shape_bshd\"[^{}]*?)\s+\}", lambda m: "{" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "}", text
-    )
-    return text + "\n"
-
-
-def _same_class(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("device", "head_dim", "causal", "dtype", "seq"))
-
-
-def merge_measured(table: dict[str, Any], new_entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The table with `new_entries` appended, replacing earlier measured entries of the same class."""
-    kept = [
-        e
-        for e in table["entries"]
-        if not (str(e.get("source", "")).startswith("measured") and any(_same_class(e, n) for n in new_entries))
-    ]
-    return {**table, "entries": kept + list(new_entries)}
 
 
 def versions() -> str:
@@ -105,12 +70,10 @@ def versions() -> str:
 # Offline compilation (no GPU): resource usage of a configuration
 # ---------------------------------------------------------------------------------------------------------------
 
-_TRITON_TYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-
 
 def compile_offline(
     kernel: str,
-    config: fa.KernelConfig,
+    config: lc.KernelConfig,
     *,
     head_dim: int,
     dtype: str = "bfloat16",
@@ -127,43 +90,39 @@ def compile_offline(
     `shared` memory bytes, and the counts of `hgmma` (Hopper warpgroup MMA) and `hmma` (mma.sync) instructions.
     Needs Triton's NVIDIA backend (its bundled ptxas and cuobjdump), not a GPU.
     """
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    ptr = "*" + _TRITON_TYPES[dtype]
+    ptr = "*" + launch_table.triton_type(dtype)
     fn, operands = {
-        "fwd": (fa._fwd_kernel, dict(Q=ptr, K=ptr, V=ptr, QSEG="*i32", KVSEG="*i32", qk_scale="fp32", q_len="i32",
-                                     kv_len="i32", Out=ptr, LSE="*fp32")),
-        "bwd_dkv": (fa._dkv_kernel, dict(Q=ptr, K=ptr, V=ptr, DO=ptr, LSE="*fp32", DELTA="*fp32", QSEG="*i32",
-                                         KVSEG="*i32", scale="fp32", qk_scale="fp32", q_len="i32", kv_len="i32",
-                                         DK=ptr, DV=ptr)),
-        "bwd_dq": (fa._dq_kernel, dict(Q=ptr, K=ptr, V=ptr, DO=ptr, LSE="*fp32", DELTA="*fp32", QSEG="*i32",
-                                       KVSEG="*i32", scale="fp32", qk_scale="fp32", q_len="i32", kv_len="i32", DQ=ptr)),
+        "fwd": (triton_kernels._fwd_kernel, dict(
+            Q=ptr, K=ptr, V=ptr, QSEG="*i32", KVSEG="*i32", qk_scale="fp32", q_len="i32", kv_len="i32", Out=ptr,
+            LSE="*fp32")),
+        "bwd_dkv": (triton_kernels._dkv_kernel, dict(
+            Q=ptr, K=ptr, V=ptr, DO=ptr, LSE="*fp32", DELTA="*fp32", QSEG="*i32", KVSEG="*i32", scale="fp32",
+            qk_scale="fp32", q_len="i32", kv_len="i32", DK=ptr, DV=ptr)),
+        "bwd_dq": (triton_kernels._dq_kernel, dict(
+            Q=ptr, K=ptr, V=ptr, DO=ptr, LSE="*fp32", DELTA="*fp32", QSEG="*i32", KVSEG="*i32", scale="fp32",
+            qk_scale="fp32", q_len="i32", kv_len="i32", DQ=ptr)),
     }[kernel]  # fmt: skip
     left, right = (-1, -1) if window is None else window
     constexprs = dict(
         HQ=q_heads, HKV=kv_heads, D=head_dim, BLOCK_M=config.block_m, BLOCK_N=config.block_n, CAUSAL=causal,
         LEFT=left, RIGHT=right, HAS_SEG=segments, PRECISION="ieee" if dtype == "float32" else "tf32",
     )  # fmt: skip
-    signature, attrs = {}, {}
-    for i, name in enumerate(fn.arg_names):
-        signature[name] = "constexpr" if name in constexprs else operands[name]
-        if signature[name].startswith("*"):
-            attrs[(i,)] = [["tt.divisibility", 16]]  # jax-triton's buffers are 16-byte aligned
-    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    compiled = triton.compile(
-        ASTSource(fn, signature, constexprs=constexprs, attrs=attrs),
-        target=GPUTarget("cuda", arch, 32),
-        options=dict(num_warps=config.num_warps, num_stages=config.num_stages),
+    compiled = launch_table.compile_for_gpu(
+        fn,
+        operands,
+        constexprs,
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+        arch=arch,
+        divisible=[n for n, t in operands.items() if t.startswith("*")],  # JAX's buffers are 16-byte aligned
     )
-    tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    cuobjdump = str(launch_table.nvidia_tools_dir() / "cuobjdump")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.cubin")
         with open(path, "wb") as f:
             f.write(compiled.asm["cubin"])
-        usage = subprocess.run([os.path.join(tools, "cuobjdump"), "-res-usage", path], capture_output=True, text=True)
-        sass = subprocess.run([os.path.join(tools, "cuobjdump"), "-sass", path], capture_output=True, text=True).stdout
+        usage = subprocess.run([cuobjdump, "-res-usage", path], capture_output=True, text=True)
+        sass = subprocess.run([cuobjdump, "-sass", path], capture_output=True, text=True).stdout
     match = re.search(r"REG:(\d+) STACK:(\d+)", usage.stdout)
     if match is None:
         raise RuntimeError(f"cuobjdump -res-usage gave no resource line: {usage.stdout[:300]} {usage.stderr[:300]}")
@@ -195,15 +154,15 @@ def compile_report(table: dict[str, Any], arch: int) -> int:
         device = entry.get("device", "*")
         device = device[0] if isinstance(device, list) else device
         device = "some other GPU" if device in ("*", "gpu") else device
-        this = fa.LaunchConfig.from_json(entry, where)
+        this = lc.LaunchConfig.from_json(entry, where)
         for head_dim in dims if isinstance(dims, list) else [dims] if isinstance(dims, int) else [16, 32, 64, 128, 256]:
-            used = fa.lookup_config(
+            used = lc.lookup_config(
                 head_dim=head_dim, causal=causal, dtype=dtype, q_len=4096, kv_len=4096, device=device, table=table
             )
             if used != this:  # a more specific entry serves this head dim
                 continue
-            for kernel in fa.KERNELS:
-                cfg = fa.KernelConfig.from_json(entry[kernel], f"{where}.{kernel}")
+            for kernel in lc.KERNELS:
+                cfg = lc.KernelConfig.from_json(entry[kernel], f"{where}.{kernel}")
                 try:
                     r = compile_offline(kernel, cfg, head_dim=head_dim, dtype=dtype, causal=causal, arch=arch)
                 except Exception as e:  # noqa: BLE001 - reported
@@ -227,11 +186,11 @@ def compile_report(table: dict[str, Any], arch: int) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _configs(grid: dict[str, tuple[int, ...]], quick: bool) -> list[fa.KernelConfig]:
+def _configs(grid: dict[str, tuple[int, ...]], quick: bool) -> list[lc.KernelConfig]:
     grid = {**grid, **(QUICK if quick else {})}
     keys = ("block_m", "block_n", "num_warps", "num_stages")
     return [
-        fa.KernelConfig(**dict(zip(keys, values, strict=True)))
+        lc.KernelConfig(**dict(zip(keys, values, strict=True)))
         for values in itertools.product(*(grid[k] for k in keys))
     ]
 
@@ -261,8 +220,8 @@ def _input_sets(n: int, batch: int, seq: int, heads: int, head_dim: int, dtype) 
 
 
 def _sweep(
-    label: str, make_fn, configs: list[fa.KernelConfig], input_sets, repeats: int
-) -> tuple[fa.KernelConfig, float]:
+    label: str, make_fn, configs: list[lc.KernelConfig], input_sets, repeats: int
+) -> tuple[lc.KernelConfig, float]:
     best, best_t = None, float("inf")
     for cfg in configs:
         try:
@@ -282,7 +241,8 @@ def _sweep(
 
 def tune_class(*, head_dim: int, causal: bool, dtype: str, seq: int, tokens: int, heads: int, repeats: int,
                input_sets: int, quick: bool, backend: str = "gpu",
-               grids: dict[str, list[fa.KernelConfig]] | None = None) -> dict[str, Any]:  # fmt: skip
+               grids: dict[str, list[lc.KernelConfig]] | None = None,
+               table: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Sweep the three kernels for one shape class; the table entry for it.
 
     `backend="interpret"` and small `grids` (`{"fwd": [...], "bwd_dkv": [...], "bwd_dq": [...]}`) exercise this
@@ -291,11 +251,13 @@ def tune_class(*, head_dim: int, causal: bool, dtype: str, seq: int, tokens: int
     grids = grids or {}
     batch = max(1, tokens // seq)
     sets = _input_sets(input_sets, batch, seq, heads, head_dim, jnp.dtype(dtype))
-    device_key = fa.device_key(backend)
-    base = fa.lookup_config(head_dim=head_dim, causal=causal, dtype=dtype, q_len=seq, kv_len=seq, device=device_key)
+    device_key = launch_table.device_key(backend)
+    base = lc.lookup_config(
+        head_dim=head_dim, causal=causal, dtype=dtype, q_len=seq, kv_len=seq, device=device_key, table=table
+    )
     scale = 1.0 / np.sqrt(head_dim)
 
-    def spec(config: fa.LaunchConfig):
+    def spec(config: lc.LaunchConfig):
         return fa._Spec(causal=causal, left=-1, right=-1, scale=float(scale), config=config, backend=backend)
 
     print(f"  class D={head_dim} causal={causal} {dtype} seq={seq}: B={batch} H={heads}", flush=True)
@@ -329,7 +291,7 @@ def tune_class(*, head_dim: int, causal: bool, dtype: str, seq: int, tokens: int
         "head_dim": head_dim,
         "causal": causal,
         "dtype": dtype,
-        "seq": fa.seq_bucket(seq, seq),
+        "seq": lc.seq_bucket(seq, seq, table),
         "fwd": fwd.to_json(),
         "bwd_dkv": dkv.to_json(),
         "bwd_dq": dq.to_json(),
@@ -359,12 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--input-sets", type=int, default=3, help="distinct random input sets, rotated")
     parser.add_argument("--quick", action="store_true", help="one pipeline depth only (a third of the grid)")
-    parser.add_argument("--table", default=str(fa.TABLE_PATH), help="the table to read and rewrite")
+    parser.add_argument("--table", default=str(lc.TABLE_PATH), help="the table to read and rewrite")
     parser.add_argument("--dry-run", action="store_true", help="print the new entries, leave the table unchanged")
     parser.add_argument("--compile-report", action="store_true", help="offline ptxas resource report, no GPU")
     parser.add_argument("--arch", type=int, default=90, help="compute capability for --compile-report (90 = H100)")
     args = parser.parse_args(argv)
-    table = fa.load_table(args.table)
+    table = lc.load_table(args.table)
 
     if args.compile_report:
         return compile_report(table, args.arch)
@@ -385,15 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     ):
         entries.append(
             tune_class(head_dim=head_dim, causal=causal, dtype=dtype, seq=seq, tokens=args.tokens, heads=args.heads,
-                       repeats=args.repeats, input_sets=args.input_sets, quick=args.quick)
+                       repeats=args.repeats, input_sets=args.input_sets, quick=args.quick, table=table)
         )  # fmt: skip
-    new_table = merge_measured(table, entries)
+        if not args.dry_run:  # after every class, so an interrupted sweep keeps what it measured
+            with open(args.table, "w") as f:
+                f.write(launch_table.format_table(launch_table.merge_measured(table, entries, lc.CLASS_FIELDS)))
+            print(f"wrote {len(entries)} measured entries to {args.table}", flush=True)
     if args.dry_run:
-        print(format_table({"entries": entries}))
-        return 0
-    with open(args.table, "w") as f:
-        f.write(format_table(new_table))
-    print(f"wrote {len(entries)} measured entries to {args.table}")
+        print(launch_table.format_table({"entries": entries}))
     return 0
 
 

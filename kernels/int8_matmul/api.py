@@ -2,29 +2,15 @@
 
 Weights are quantized once, offline (`reference.quantize_per_channel` -> ``w_q [K, N]`` int8 + ``w_scale [1, N]``;
 `reference.quantize_int4` -> ``w_packed [K // 2, N]`` uint8 + ``scales [K // group_size, N]``); activations are
-float (float32 / bfloat16 / float16). Leading dims of ``x`` are flattened into M and restored on the output.
+float32 / bfloat16 / float16; leading dims of ``x`` are flattened into M and restored on the output.
 
-impl:
-  `xla`     kernels.int8_matmul.reference (plain jnp compiled by XLA; any platform).
-  `pallas`  kernels.int8_matmul.pallas (interpret mode on CPU: slow, exact semantics).
-  `triton`  kernels.int8_matmul.triton (jax-triton on a GPU, Triton's interpreter on CPU); needs ``triton``.
-  `auto`    GPU: triton when jax-triton is installed, else xla. CPU/TPU: xla (the interpreters are for tests).
-            The fallback and its reason are logged once (logger ``kernels.int8_matmul.api``, INFO).
+impl: `xla` (the reference, any platform), `pallas` (interpret mode on CPU), `triton` (jax-triton on a GPU, Triton's
+interpreter on CPU), `auto` (GPU: triton when jax-triton is installed, else xla; CPU/TPU: xla; the fallback and its
+reason are logged once). An explicit impl never falls back; bad shapes/dtypes raise errors naming the argument.
 
-Gradients. These are inference / post-training-quantization kernels; quantization-aware training uses fake
-quantization in jnp (quantize-dequantize with a straight-through estimator, differentiated by JAX), so nothing
-here defines a training gradient of the quantizers. What the functions do under ``jax.grad`` / ``jax.jvp``:
-
-* ``w8a16_matmul`` and ``w4a16_matmul`` are differentiable with respect to ``x`` and the float scales, with the
-  exact derivative of the dequantized matmul: with ``impl="xla"`` JAX differentiates the reference directly; with
-  a kernel impl the forward runs the kernel and the backward is the VJP of the reference (a `jax.custom_vjp`;
-  reverse mode only, as for any custom VJP). The integer weights get no gradient (zero / float0 cotangents).
-* ``w8a8_matmul`` raises a TypeError when differentiated (any impl, forward or reverse mode): it rounds ``x`` to
-  int8 itself, whose derivative is zero almost everywhere, so a silent gradient would be wrong for training. Use
-  fake quantization for QAT, or ``w8a16_matmul`` when a gradient w.r.t. the activations is needed.
-
-Errors: bad shapes/dtypes raise ValueError/TypeError naming the argument (``"w_scale: expected shape (1, 256),
-got (256,)"``) before anything is traced; an explicitly requested impl never falls back silently.
+Gradients (inference kernels; QAT uses fake quantization in jnp): ``w8a16_matmul`` and ``w4a16_matmul`` are
+differentiable w.r.t. ``x`` and the scales (kernel forward, the reference's VJP backward; the integer weights get
+none); ``w8a8_matmul`` raises a TypeError when differentiated (it rounds ``x`` itself). See `kernels/README.md`.
 """
 
 from __future__ import annotations

@@ -1,22 +1,13 @@
 """INT8 / INT4 quantized matmuls in Pallas: W8A8, W8A16 and W4A16 with the semantics of `reference`.
 
-One program per ``[block_m, block_n]`` output tile (grid ``(M_pad / block_m, N_pad / block_n)``); each program
-holds its row panel of the activations (``[block_m, K]``) and column panel of the weights (``[K, block_n]``) as
-refs and loops over K in ``block_k`` steps, so the K loop never crosses programs (no output revisiting; this also
-suits the Triton backend of Pallas on GPUs, where programs run concurrently). Inputs are zero-padded to whole
-blocks in the wrapper (exact: padded rows/columns/k contribute zeros) and the output is sliced back.
+One program per ``[block_m, block_n]`` output tile (grid ``(M_pad / block_m, N_pad / block_n)``) holding its row
+panel of ``x`` and column panel of the weights, looping over K in ``block_k`` steps; inputs are zero-padded to
+whole blocks in the wrapper (exact) and the output sliced back. W8A8: int32 accumulation, dequantizing epilogue;
+W8A16: int8 tile converted to the activation dtype (exact), float32 accumulation, scale in the epilogue; W4A16:
+low/high nibble planes against the even/odd columns of ``x``, one scale multiply per group.
 
-* `_w8a8_kernel`: int8 x int8 ``dot_general(preferred_element_type=int32)``, int32 accumulator; epilogue
-  ``(float32(acc) * x_scale) * w_scale`` cast to the output dtype.
-* `_w8a16_kernel`: int8 weight tile converted to the activation dtype (exact), float32 accumulation (float32
-  inputs at ``Precision.HIGHEST``), ``* w_scale`` in the epilogue.
-* `_w4a16_kernel`: the packed tile ``[block_k // 2, block_n]`` is split into sign-extended low (even k) and high
-  (odd k) nibbles; the wrapper passes the even and odd columns of ``x`` as two ``[M, K // 2]`` arrays, so each
-  nibble plane meets a contiguous activation tile and no interleave is needed in the kernel. ``block_k`` divides
-  ``group_size``; each group's partial product is scaled once (``acc += part * scales[g]``).
-
-CPU: interpret mode (``interpret=None`` means True on a non-GPU backend); the tests run this way. GPU: the Triton
-backend of Pallas (``num_warps``/``num_stages`` via compiler params); not exercised here (no GPU in CI).
+CPU: interpret mode (``interpret=None`` means True on a non-GPU backend). GPU: the Triton backend of Pallas
+(``num_warps``/``num_stages`` via compiler params).
 """
 
 from __future__ import annotations

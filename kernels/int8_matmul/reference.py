@@ -1,28 +1,14 @@
 """INT8 / INT4 quantized matmuls in plain jnp: the numerical truth every kernel is tested against.
 
-Layout: activations ``x [M, K]``, weights ``w [K, N]`` (the ``x @ w`` orientation), output ``[M, N]``.
+Layout: activations ``x [M, K]``, weights ``w [K, N]``, output ``[M, N]``. Symmetric quantization, no zero points:
+``quantize_per_token(x)`` -> ``x_q`` int8, ``x_scale [M, 1]`` = max|row| / 127 (all-zero rows: scale 1);
+``quantize_per_channel(w)`` -> ``w_q`` int8, ``w_scale [1, N]``; ``quantize_int4(w, group_size)`` -> ``w_packed
+[K // 2, N]`` uint8 (low nibble = even k, two's complement) and ``scales [K // group_size, N]`` = max|group| / 7.
 
-Quantization (symmetric, no zero points):
-
-* ``quantize_per_token(x)``: one scale per row of ``x`` (``x_scale [M, 1]`` float32 = max|x_row| / 127),
-  ``x_q = clip(round(x / x_scale), -127, 127)`` int8. All-zero rows get scale 1 (and ``x_q = 0``).
-* ``quantize_per_channel(w)``: one scale per output column (``w_scale [1, N]`` = max|w[:, n]| / 127).
-* ``quantize_int4(w, group_size)``: one scale per (group of ``group_size`` consecutive k, column n):
-  ``scales [K // group_size, N]`` = max|w_group| / 7, values ``clip(round(w / scale), -7, 7)`` packed two per byte
-  along K (``w_packed [K // 2, N]`` uint8; low nibble = even k, high nibble = odd k, two's complement 4-bit).
-
-Matmuls (these define the semantics of the Triton and Pallas kernels):
-
-* ``w8a8``: ``acc = x_q @ w_q`` exactly in int32, then ``(float32(acc) * x_scale) * w_scale`` in float32, cast.
-* ``w8a16``: ``(x @ float(w_q))`` with float32 accumulation (int8 values are exact in bf16/fp16/fp32), times
-  ``w_scale`` in float32, cast to ``x.dtype``: the weight is dequantized "in the epilogue" (a per-column scale
-  commutes with the sum over k).
-* ``w4a16``: ``sum_g (x[:, g] @ float(q[g])) * scales[g]`` in float32 over the groups g of K, cast to ``x.dtype``:
-  each group's partial product is exact-integer weights times activations, scaled once per group (what the
-  kernels do; the same value as ``x @ dequantize_int4(...)`` up to float32 rounding).
-
-Everything here is differentiable JAX (``round`` has a zero derivative); quantization-aware training uses fake
-quantization in jnp, so no kernel here defines a custom gradient (see ``kernels.int8_matmul.api``).
+Matmuls (the kernels' semantics): ``w8a8``: ``x_q @ w_q`` exactly in int32, then ``(float32(acc) * x_scale) *
+w_scale``; ``w8a16``: ``x @ float(w_q)`` with float32 accumulation, times ``w_scale``, in ``x.dtype``; ``w4a16``:
+``sum_g (x[:, g] @ float(q[g])) * scales[g]`` in float32, in ``x.dtype``. Everything here is differentiable JAX
+(``round`` has a zero derivative); see `kernels.int8_matmul.api` for the gradients of the public ops.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ import math
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.layers.dense import dense
+from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.remat import remat as remat_fn
-from jaxdl.models._common import dense, to_dtype
 
 
 class Model(nnx.Module):

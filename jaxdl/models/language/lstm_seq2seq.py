@@ -16,15 +16,16 @@ Generation (the `jaxdl.decode` step-function interface, cache rows on axis `CACH
 `init_cache(source, max_len)` runs the encoder and returns {"c", "h": [batch, hidden] (decoder state), "keys":
 [batch, S, attention_dim] (W_k m), "memory": [batch, S, 2 * hidden], "valid": bool [batch, S]} (no length bound:
 `max_len` is accepted for the shared interface); `decode_step(tokens [batch, t], cache)` feeds t tokens. Use
-`jaxdl.models.seq2seq.greedy_decode` / `beam_decode` / `exact_match`.
+`jaxdl.decode.greedy_decode` / `beam_decode` and the `translate` evaluator.
 """
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.models._common import dense, to_dtype
-from jaxdl.models.seq2seq import BOS_ID, EOS_ID, PAD_ID
+from jaxdl.layers.dense import dense
+from jaxdl.layers.dtypes import to_dtype
+from jaxdl.models.language.seq2seq import BOS_ID, EOS_ID, PAD_ID
 
 CACHE_BATCH_AXIS = 0
 

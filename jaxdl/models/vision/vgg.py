@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.layers.dense import dense
+from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.norm import apply_norm, check_norm, make_norm
-from jaxdl.models._common import dense, to_dtype
 
 
 class Model(nnx.Module):

@@ -1,7 +1,8 @@
 """BERT encoder (Devlin et al. 2019) in NNX, laid out so Hugging Face BERT checkpoints map onto it tensor by tensor.
 
 token ids [batch, length] -> word + position + token-type embeddings -> LayerNorm -> `depth` post-LN blocks
-(x = LN(x + attn(x)); x = LN(x + mlp(x)), exact erf GELU, padding masked out of attention) -> one head:
+(x = LN(x + attn(x)); x = LN(x + mlp(x)), exact erf GELU; `jaxdl.layers.attention` with the padded keys masked
+through segment ids of `kernels.attention.api`, so `attention_impl` picks the kernel) -> one head:
 
 - `head="mlm"`: masked-LM head (dense + GELU + LayerNorm, decoder tied to the word embeddings) -> logits
   [batch, length, vocab]; here `num_classes` is the vocabulary size (the registry convention for language models);
@@ -18,29 +19,20 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.models._common import to_dtype
+from jaxdl.layers.attention import Attention
+from jaxdl.layers.dtypes import to_dtype
+from jaxdl.layers.norm import make_norm
 from jaxdl.parallel.rules import constrain
 
 HEADS = ("mlm", "classify", "encoder")
 POOLS = ("cls", "mean")
 BERT_UNCASED_VOCAB = 30522
+EMBED = ("embed",)  # logical axis of the LayerNorm scales and shifts
 
 
 def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple, dtype, init=None) -> nnx.Param:
     init = nnx.initializers.normal(0.02) if init is None else init  # BERT's initializer_range
     return nnx.Param(nnx.with_partitioning(init, axes)(rngs.params(), shape, dtype))
-
-
-def _layer_norm(dim: int, eps: float, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    return nnx.LayerNorm(
-        dim,
-        epsilon=eps,
-        dtype=to_dtype(dtype),
-        param_dtype=to_dtype(param_dtype),
-        scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)),
-        rngs=rngs,
-    )
 
 
 def gelu(x: jax.Array) -> jax.Array:
@@ -55,55 +47,36 @@ def mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(hidden.astype(jnp.float32) * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1e-9)
 
 
-class Attention(nnx.Module):
-    """Bidirectional multi-head attention with biases; q/k/v kernels [embed, heads, kv], out [heads, kv, embed]."""
-
-    def __init__(self, dim: int, heads: int, dropout: float, *, dtype: str, param_dtype: str, rngs: nnx.Rngs):
-        if dim % heads:
-            raise ValueError(f"config.model.dim={dim} is not divisible by config.model.heads={heads}")
-        kv, pdt, zeros = dim // heads, to_dtype(param_dtype), nnx.initializers.zeros
-        for name in ("query", "key", "value"):
-            setattr(self, name, _param(rngs, (dim, heads, kv), ("embed", "heads", "kv"), pdt))
-            setattr(self, f"{name}_bias", _param(rngs, (heads, kv), ("heads", "kv"), pdt, zeros))
-        self.out = _param(rngs, (heads, kv, dim), ("heads", "kv", "embed"), pdt)
-        self.out_bias = _param(rngs, (dim,), ("embed",), pdt, zeros)
-        self.dropout = nnx.Dropout(dropout)
-        self.dtype = to_dtype(dtype)
-
-    def __call__(self, x: jax.Array, mask: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
-        """x [batch, length, embed], mask [batch, length] (True = attend to this key) -> [batch, length, embed]."""
-        dt = self.dtype
-
-        def proj(w, b):
-            y = jnp.einsum("bld,dhk->blhk", x.astype(dt), w[...].astype(dt)) + b[...].astype(dt)
-            return constrain(y, ("batch", "length", "heads", "kv"))
-
-        q, k, v = proj(self.query, self.query_bias), proj(self.key, self.key_bias), proj(self.value, self.value_bias)
-        scores = jnp.einsum("bqhk,bthk->bhqt", q, k).astype(jnp.float32) / jnp.sqrt(jnp.float32(q.shape[-1]))
-        scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
-        probs = self.dropout(jax.nn.softmax(scores, axis=-1), deterministic=not train, rngs=rngs)
-        ctx = jnp.einsum("bhqt,bthk->bqhk", probs.astype(dt), v)
-        return jnp.einsum("blhk,hkd->bld", ctx, self.out[...].astype(dt)) + self.out_bias[...].astype(dt)
-
-
 class Layer(nnx.Module):
     """BERT's post-LN block: x = LN(x + drop(attn(x))); x = LN(x + drop(down(gelu(up(x)))))."""
 
-    def __init__(self, dim, heads, mlp_dim, dropout, attention_dropout, eps, *, dtype, param_dtype, rngs):
+    def __init__(self, dim, heads, mlp_dim, dropout, attention_dropout, eps, impl, *, dtype, param_dtype, rngs):
         pdt, zeros = to_dtype(param_dtype), nnx.initializers.zeros
-        self.attention = Attention(dim, heads, attention_dropout, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.attention_norm = _layer_norm(dim, eps, dtype, param_dtype, rngs)
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        # BERT's attention: biases, N(0, 0.02) kernels, a params key drawn per bias (BERT's init stream from
+        # before the shared layer, so seeded models keep their values), probability dropout in training
+        self.attention = Attention(
+            dim,
+            heads,
+            use_bias=True,
+            dropout=attention_dropout,
+            attention_impl=impl,
+            kernel_init=nnx.initializers.normal(0.02),
+            draw_bias_keys=True,
+            **kw,
+        )
+        self.attention_norm = make_norm("layer", dim, eps=eps, axes=EMBED, **kw)
         self.up = _param(rngs, (dim, mlp_dim), ("embed", "mlp"), pdt)
         self.up_bias = _param(rngs, (mlp_dim,), ("mlp",), pdt, zeros)
         self.down = _param(rngs, (mlp_dim, dim), ("mlp", "embed"), pdt)
         self.down_bias = _param(rngs, (dim,), ("embed",), pdt, zeros)
-        self.output_norm = _layer_norm(dim, eps, dtype, param_dtype, rngs)
+        self.output_norm = make_norm("layer", dim, eps=eps, axes=EMBED, **kw)
         self.dropout = nnx.Dropout(dropout)
         self.dtype = to_dtype(dtype)
 
     def __call__(self, x: jax.Array, mask: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
         drop = lambda y: self.dropout(y, deterministic=not train, rngs=rngs)
-        x = self.attention_norm(x + drop(self.attention(x, mask, train, rngs)))
+        x = self.attention_norm(x + drop(self.attention(x, key_mask=mask, train=train, rngs=rngs)))
         dt = self.dtype
         h = gelu(x.astype(dt) @ self.up[...].astype(dt) + self.up_bias[...].astype(dt))
         h = constrain(h, ("batch", "length", "mlp"))
@@ -134,10 +107,14 @@ class Model(nnx.Module):
         pad_id: int = 0,
         dtype: str = "float32",
         param_dtype: str = "float32",
+        attention_impl: str = "xla",
         rngs: nnx.Rngs,
     ):
         """vocab_size: for head="mlm" it defaults to (and must equal) num_classes; otherwise it defaults to
-        BERT's uncased WordPiece vocabulary (30522). pool: "cls" or "mean", for head="classify"."""
+        BERT's uncased WordPiece vocabulary (30522). pool: "cls" or "mean", for head="classify".
+        attention_impl: the attention kernel (kernels.attention.api: xla | cudnn | pallas | triton | auto; the
+        padding mask is a segment-id mask, which cudnn lacks); training with attention_dropout > 0 runs the
+        unfused softmax (no kernel drops probabilities), so it needs xla or auto."""
         if head not in HEADS:
             raise ValueError(f"config.model.head={head!r}: choose one of {HEADS}")
         if pool not in POOLS:
@@ -156,10 +133,10 @@ class Model(nnx.Module):
         self.word_embeddings = _param(rngs, (vocab_size, dim), ("vocab", "embed"), pdt)
         self.position_embeddings = _param(rngs, (max_positions, dim), (None, "embed"), pdt)
         self.token_type_embeddings = _param(rngs, (type_vocab_size, dim), (None, "embed"), pdt)
-        self.embeddings_norm = _layer_norm(dim, layer_norm_eps, dtype, param_dtype, rngs)
+        self.embeddings_norm = make_norm("layer", dim, eps=layer_norm_eps, axes=EMBED, rngs=rngs, **kw)
         self.layers = nnx.List(
             [
-                Layer(dim, heads, mlp_dim, dropout, attention_dropout, layer_norm_eps, **kw, rngs=rngs)
+                Layer(dim, heads, mlp_dim, dropout, attention_dropout, layer_norm_eps, attention_impl, **kw, rngs=rngs)
                 for _ in range(depth)
             ]
         )
@@ -168,7 +145,7 @@ class Model(nnx.Module):
         if head == "mlm":
             self.mlm_dense = _param(rngs, (dim, dim), ("embed", None), pdt)
             self.mlm_dense_bias = _param(rngs, (dim,), (None,), pdt, zeros)
-            self.mlm_norm = _layer_norm(dim, layer_norm_eps, dtype, param_dtype, rngs)
+            self.mlm_norm = make_norm("layer", dim, eps=layer_norm_eps, axes=EMBED, rngs=rngs, **kw)
             self.mlm_bias = _param(rngs, (vocab_size,), ("vocab",), pdt, zeros)
         elif head == "classify":
             self.classifier = _param(rngs, (dim, num_classes), ("embed", "classes"), pdt)

@@ -7,7 +7,7 @@ optional q/k/v/out biases, tanh-approximate GELU MLP with biases), stacked on a 
 the transposed token embedding when `tie_embeddings`). With positions="learned", norm_eps=1e-5, attention_bias
 this is GPT-2 (`jaxdl.convert.hf_gpt2` loads Hugging Face GPT-2 checkpoints).
 
-Output head (`jaxdl.models._lm_head`): `head="full"` (default) is the projection above; `head="sampled"` or
+Output head (`jaxdl.models.language._lm_head`): `head="full"` (default) is the projection above; `head="sampled"` or
 `"hierarchical"` (options `num_sampled`, `proposal`, `proposal_power`, `sample_unique`, `tree`) trains through
 `label_losses(tokens, labels, train=True, rngs=...)` -> per-position losses float32 [batch, seq] (the trainer's
 `uses_label_losses` protocol, see `jaxdl.train`), never building training logits, while `__call__` and
@@ -25,27 +25,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.layers.causal_attention import CausalSelfAttention
+from jaxdl.layers.attention import Attention
+from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.mlp import Mlp
+from jaxdl.layers.norm import check_norm, make_norm
 from jaxdl.layers.remat import remat as remat_fn
-from jaxdl.models import _lm_head
-from jaxdl.models._common import to_dtype
+from jaxdl.models.language import _lm_head
 from jaxdl.parallel import rules
 from jaxdl.parallel.rules import constrain
 
 NORMS = ("layer", "rms")
 POSITIONS = ("rope", "learned")
 CACHE_BATCH_AXIS = 1  # rows of the cache's k/v arrays [layers, batch, max_len, kv_heads, head_dim]
-
-
-def _norm(kind: str, dim: int, eps: float, *, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.Module:
-    kw = dict(epsilon=eps, dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
-    scale = nnx.with_partitioning(nnx.initializers.ones, ("embed",))
-    if kind == "rms":
-        return nnx.RMSNorm(dim, scale_init=scale, **kw)
-    return nnx.LayerNorm(
-        dim, scale_init=scale, bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)), **kw
-    )
 
 
 class Block(nnx.Module):
@@ -70,15 +61,24 @@ class Block(nnx.Module):
         rngs,
     ):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.norm1, self.norm2 = _norm(norm, dim, eps, **kw), _norm(norm, dim, eps, **kw)
-        self.attn = CausalSelfAttention(
-            dim, heads, kv_heads, rope=rope, rope_base=rope_base, attention_impl=impl, use_bias=bias, **kw
+        self.norm1 = make_norm(norm, dim, eps=eps, axes=("embed",), **kw)
+        self.norm2 = make_norm(norm, dim, eps=eps, axes=("embed",), **kw)
+        self.attn = Attention(
+            dim,
+            heads,
+            kv_heads=kv_heads,
+            causal=True,
+            rope=rope,
+            rope_base=rope_base,
+            use_bias=bias,
+            attention_impl=impl,
+            **kw,
         )
         self.drop = nnx.Dropout(dropout)
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout, **kw)
 
     def __call__(self, x: jax.Array, positions: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
-        x = x + self.drop(self.attn(self.norm1(x), positions), deterministic=not train, rngs=rngs)
+        x = x + self.drop(self.attn(self.norm1(x), positions=positions), deterministic=not train, rngs=rngs)
         x = x + self.mlp(self.norm2(x), train=train, rngs=rngs)
         return constrain(x, ("batch", "act_length", "embed"))
 
@@ -125,11 +125,10 @@ class Model(nnx.Module):
         attention) or "learned" (a [max_len, dim] table; max_len 0 = input_shape[0], which also bounds
         generation). attention_impl picks the training attention kernel (kernels.attention.api: xla | cudnn |
         pallas | triton | auto). head_options: the output layer's keys (head, num_sampled, ...; label_counts from
-        the trainer), see `jaxdl.models._lm_head.options`."""
+        the trainer), see `jaxdl.models.language._lm_head.options`."""
         if len(input_shape) != 1:
             raise ValueError(f"gpt: input_shape must be (seq,) of token ids, got {tuple(input_shape)}")
-        if norm not in NORMS:
-            raise ValueError(f"config.model.norm={norm!r}: choose one of {NORMS}")
+        check_norm(norm, choices=NORMS)
         if positions not in POSITIONS:
             raise ValueError(f"config.model.positions={positions!r}: choose one of {POSITIONS}")
         if not norm_eps > 0:
@@ -162,7 +161,7 @@ class Model(nnx.Module):
             return Block(*args, attention_impl, rngs=rngs, **kw)
 
         self.blocks = make_blocks(rngs)
-        self.norm = _norm(norm, dim, norm_eps, rngs=rngs, **kw)
+        self.norm = make_norm(norm, dim, eps=norm_eps, axes=("embed",), rngs=rngs, **kw)
         if head != "full":
             tied = self.embed if tie_embeddings else None
             self.head = _lm_head.make(dim, num_classes, tied=tied, rngs=rngs, **kw, **opts)

@@ -15,7 +15,7 @@ Generation (the `jaxdl.decode` step-function interface, cache rows on axis `CACH
 [batch, dim] arrays}; `decode_step(tokens [batch, t], cache) -> (logits [batch, t, vocab], cache)` continues it and
 equals the full forward pass at the same positions.
 
-Output head (`jaxdl.models._lm_head`): `head="full"` (default) is the projection above; `head="sampled"` or
+Output head (`jaxdl.models.language._lm_head`): `head="full"` (default) is the projection above; `head="sampled"` or
 `"hierarchical"` (options `num_sampled`, `proposal`, `proposal_power`, `sample_unique`, `tree`) trains through
 `label_losses(tokens, labels, train=True, rngs=...)` -> per-position losses float32 [batch, seq] (the trainer's
 `uses_label_losses` protocol, see `jaxdl.train`), never building training logits, while `__call__` and
@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.models import _lm_head
-from jaxdl.models._common import dense, to_dtype
+from jaxdl.layers.dense import dense
+from jaxdl.layers.dtypes import to_dtype
+from jaxdl.models.language import _lm_head
 
 CELLS = {"lstm": nnx.OptimizedLSTMCell, "gru": nnx.GRUCell}
 CACHE_BATCH_AXIS = 0
@@ -58,7 +59,7 @@ class Model(nnx.Module):
         **head_options,
     ):
         """cell: "lstm" or "gru". dim: units per layer (and direction). embed_dim 0 = dim. head_options: the
-        keys of the output layer (`jaxdl.models._lm_head.options`)."""
+        keys of the output layer (`jaxdl.models.language._lm_head.options`)."""
         if len(input_shape) != 1:
             raise ValueError(f"rnn_lm: input_shape must be (seq,) of token ids, got {tuple(input_shape)}")
         if cell not in CELLS:

@@ -6,9 +6,11 @@
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.layers.dense import dense
+from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.norm import apply_norm, check_norm, make_norm
 from jaxdl.layers.remat import remat as remat_fn
-from jaxdl.models._common import dense, to_dtype
+from jaxdl.models.basic import _torch_init
 
 
 class Model(nnx.Module):
@@ -28,14 +30,23 @@ class Model(nnx.Module):
         dtype: str = "float32",
         param_dtype: str = "float32",
         remat: str = "none",
+        init: str = "flax",
         rngs: nnx.Rngs,
     ):
-        """norm (batch | group | layer | none) after each conv; dropout before the head."""
+        """norm (batch | group | layer | none) after each conv; dropout before the head. init: "flax" (LeCun-normal
+        kernels, zero biases) or "torch" (torch.nn.Conv1d / Linear: weights and biases ~ U(+-1/sqrt(fan_in)),
+        fan_in = in_channels * kernel_size for a conv)."""
         check_norm(norm)
+        _torch_init.check(init, "cnn1d")
         length, cin = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
         self.convs = nnx.List()
         self.norms = nnx.List()
         for k in kernel_sizes:
+            if init == "torch":
+                bound = _torch_init.fan_in_bound(cin * k)
+                inits = dict(kernel_init=_torch_init.uniform(bound), bias_init=_torch_init.uniform(bound))
+            else:
+                inits = dict(kernel_init=nnx.initializers.lecun_normal())
             self.convs.append(
                 nnx.Conv(
                     cin,
@@ -45,7 +56,8 @@ class Model(nnx.Module):
                     padding=((padding, padding),),
                     dtype=to_dtype(dtype),
                     param_dtype=to_dtype(param_dtype),
-                    kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "embed", "mlp")),
+                    kernel_init=nnx.with_partitioning(inits.pop("kernel_init"), (None, "embed", "mlp")),
+                    **inits,
                     rngs=rngs,
                 )
             )
@@ -54,7 +66,7 @@ class Model(nnx.Module):
             cin = channels
         if length < 1:
             raise ValueError(f"cnn1d: input length {input_shape[0]} is too short for kernels {kernel_sizes}")
-        self.head = dense(
+        self.head = (_torch_init.dense if init == "torch" else dense)(
             length * channels, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
         self.dropout = nnx.Dropout(dropout)

@@ -1,5 +1,4 @@
-"""Transformer encoder-decoder (Vaswani et al. 2017, pre-norm) with a KV cache for generation, and the decoding
-helpers every seq2seq model here shares (greedy / beam translation, exact match).
+"""Transformer encoder-decoder (Vaswani et al. 2017, pre-norm) with a KV cache for generation.
 
 source int32 [batch, S] (padded at the end with `pad_id`), keyword `target_in` int32 [batch, T] (BOS then the target
 shifted right) -> logits float32 [batch, T, vocab] (vocab = `num_classes`; what `jaxdl.data.translation` feeds).
@@ -17,22 +16,21 @@ head_dim] (decoder self-attention, empty), "ck", "cv": [layers, batch, S, heads,
 and values of the encoder output), "src_seg": int32 [1, batch, S] (1 = real source token), "index": int32 []};
 `decode_step(tokens [batch, t], cache) -> (logits [batch, t, vocab], cache)`, whose logits equal the teacher-forced
 forward's. Any model with `init_cache(source, max_len)`, `decode_step`, `CACHE_BATCH_AXIS` and `pad_id`/`bos_id`/
-`eos_id` (e.g. `jaxdl.models.lstm_seq2seq`) works with `greedy_decode`, `beam_decode` and `exact_match` below.
+`eos_id` (e.g. `jaxdl.models.language.lstm_seq2seq`) works with `jaxdl.decode.greedy_decode` / `beam_decode` and the
+`translate` evaluator (`jaxdl.evaluators.translate`).
 """
 
 import math
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl import decode
-from jaxdl.layers.causal_attention import CausalSelfAttention
+from jaxdl.layers.attention import Attention
+from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.mlp import Mlp
-from jaxdl.models._common import to_dtype
+from jaxdl.layers.norm import make_norm
 from jaxdl.parallel.rules import constrain
-from kernels.attention import api as attention_api
 
 POSITIONS = ("sinusoidal", "learned")
 CACHE_BATCH_AXIS = 1
@@ -49,66 +47,18 @@ def sinusoidal(positions: jax.Array, dim: int) -> jax.Array:
     return jnp.pad(out, ((0, 0), (0, dim - 2 * half)))
 
 
-def _layer_norm(dim: int, *, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    return nnx.LayerNorm(
-        dim,
-        dtype=to_dtype(dtype),
-        param_dtype=to_dtype(param_dtype),
-        rngs=rngs,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones, ("embed",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)),
-    )
-
-
-class Attention(nnx.Module):
-    """Multi-head attention of queries x [batch, Lq, embed] over keys/values projected from a context
-    [batch, Lk, embed]; the op is `kernels.attention.api.attention`, masked through segment ids."""
-
-    def __init__(self, dim: int, heads: int, *, attention_impl: str, dtype: str, param_dtype: str, rngs: nnx.Rngs):
-        if dim % heads:
-            raise ValueError(f"config.model.heads={heads} does not divide config.model.dim={dim}")
-        if attention_impl not in attention_api.IMPLS:
-            raise ValueError(f"config.model.attention_impl={attention_impl!r}: choose one of {attention_api.IMPLS}")
-        self.impl, self.dtype, pdt = attention_impl, to_dtype(dtype), to_dtype(param_dtype)
-        init = nnx.with_partitioning(
-            nnx.initializers.lecun_normal(in_axis=0, out_axis=(1, 2)), ("embed", "heads", "kv")
-        )
-        shape = (dim, heads, dim // heads)
-        self.wq, self.wk, self.wv = (nnx.Param(init(rngs.params(), shape, pdt)) for _ in range(3))
-        out_init = nnx.initializers.lecun_normal(in_axis=(0, 1), out_axis=2)
-        self.wo = nnx.Param(
-            nnx.with_partitioning(out_init, ("heads", "kv", "embed"))(rngs.params(), shape[1:] + (dim,), pdt)
-        )
-
-    def _proj(self, x: jax.Array, w: nnx.Param) -> jax.Array:
-        out = jnp.einsum("bld,dhk->blhk", x.astype(self.dtype), w[...].astype(self.dtype))
-        return constrain(out, ("batch", "length", "heads", "kv"))
-
-    def kv(self, context: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """context [batch, Lk, embed] -> keys, values [batch, Lk, heads, head_dim]."""
-        return self._proj(context, self.wk), self._proj(context, self.wv)
-
-    def __call__(self, x, k, v, q_seg, kv_seg, impl: str | None = None) -> jax.Array:
-        """x [batch, Lq, embed], k/v [batch, Lk, heads, head_dim], segment ids int [batch, Lq] / [batch, Lk]: a
-        query sees the keys of its own segment id -> [batch, Lq, embed]."""
-        o = attention_api.attention(
-            self._proj(x, self.wq), k, v, q_segment_ids=q_seg, kv_segment_ids=kv_seg, impl=impl or self.impl
-        )
-        return jnp.einsum("blhk,hkd->bld", o, self.wo[...].astype(self.dtype))
-
-
 class EncoderBlock(nnx.Module):
     def __init__(self, dim, heads, mlp_dim, dropout, impl, *, dtype, param_dtype, rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.norm1, self.norm2 = _layer_norm(dim, **kw), _layer_norm(dim, **kw)
+        self.norm1, self.norm2 = (make_norm("layer", dim, axes=("embed",), **kw) for _ in range(2))
         self.attn = Attention(dim, heads, attention_impl=impl, **kw)
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout, **kw)
         self.drop = nnx.Dropout(dropout)
 
     def __call__(self, x, seg, train, rngs):
         """x [batch, S, embed], seg int32 [batch, S] (1 real, 0 padding: padded queries see only padding)."""
-        h = self.norm1(x)
-        x = x + self.drop(self.attn(h, *self.attn.kv(h), seg, seg), deterministic=not train, rngs=rngs)
+        a = self.attn(self.norm1(x), q_segment_ids=seg, kv_segment_ids=seg)
+        x = x + self.drop(a, deterministic=not train, rngs=rngs)
         x = x + self.mlp(self.norm2(x), train=train, rngs=rngs)
         return constrain(x, ("batch", "act_length", "embed"))
 
@@ -116,8 +66,8 @@ class EncoderBlock(nnx.Module):
 class DecoderBlock(nnx.Module):
     def __init__(self, dim, heads, mlp_dim, dropout, impl, *, dtype, param_dtype, rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.norm1, self.norm2, self.norm3 = (_layer_norm(dim, **kw) for _ in range(3))
-        self.self_attn = CausalSelfAttention(dim, heads, rope=False, attention_impl=impl, **kw)
+        self.norm1, self.norm2, self.norm3 = (make_norm("layer", dim, axes=("embed",), **kw) for _ in range(3))
+        self.self_attn = Attention(dim, heads, causal=True, attention_impl=impl, **kw)
         self.cross = Attention(dim, heads, attention_impl=impl, **kw)
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout, **kw)
         self.drop = nnx.Dropout(dropout)
@@ -125,9 +75,8 @@ class DecoderBlock(nnx.Module):
     def __call__(self, x, positions, memory, src_seg, train, rngs):
         """x [batch, T, embed] at positions [T]; memory [batch, S, embed] (encoder output); src_seg [batch, S]."""
         drop = lambda y: self.drop(y, deterministic=not train, rngs=rngs)
-        x = x + drop(self.self_attn(self.norm1(x), positions))
-        q_seg = jnp.ones(x.shape[:2], jnp.int32)
-        x = x + drop(self.cross(self.norm2(x), *self.cross.kv(memory), q_seg, src_seg))
+        x = x + drop(self.self_attn(self.norm1(x), positions=positions))
+        x = x + drop(self.cross(self.norm2(x), memory, key_mask=src_seg == 1))
         x = x + self.mlp(self.norm3(x), train=train, rngs=rngs)
         return constrain(x, ("batch", "act_length", "embed"))
 
@@ -135,7 +84,7 @@ class DecoderBlock(nnx.Module):
         """t new tokens (no dropout): -> (x, k_cache, v_cache). The cross-attention runs the xla op (t is ~1)."""
         a, k_cache, v_cache = self.self_attn.cached(self.norm1(x), positions, index, k_cache, v_cache)
         x = x + a
-        x = x + self.cross(self.norm2(x), ck, cv, jnp.ones(x.shape[:2], jnp.int32), src_seg, impl="xla")
+        x = x + self.cross(self.norm2(x), kv=(ck, cv), key_mask=src_seg == 1, impl="xla")
         return x + self.mlp(self.norm3(x), train=False, rngs=None), k_cache, v_cache
 
 
@@ -214,7 +163,7 @@ class Model(nnx.Module):
         args = (dim, heads, mlp_dim or 4 * dim, dropout, attention_impl)
         self.encoder = _stack(EncoderBlock, depth, args, kw, rngs)
         self.decoder = _stack(DecoderBlock, self.decoder_depth, args, kw, rngs)
-        self.enc_norm, self.dec_norm = _layer_norm(dim, rngs=rngs, **kw), _layer_norm(dim, rngs=rngs, **kw)
+        self.enc_norm, self.dec_norm = (make_norm("layer", dim, axes=("embed",), rngs=rngs, **kw) for _ in range(2))
         if not tie_embeddings:
             self.head = nnx.Linear(
                 dim,
@@ -291,7 +240,7 @@ class Model(nnx.Module):
 
         @nnx.vmap(in_axes=(0, None), out_axes=0, **_SCAN)
         def cross_kv(block, memory):
-            return block.cross.kv(memory)
+            return block.cross.project_kv(memory)
 
         ck, cv = cross_kv(self.decoder, memory)
         zeros = jnp.zeros((self.decoder_depth, source.shape[0], max_len, self.heads, self.head_dim), self.dtype)
@@ -311,66 +260,3 @@ class Model(nnx.Module):
 
         h, k, v = run(h, self.decoder, cache["k"], cache["v"], cache["ck"], cache["cv"])
         return self._logits(h), cache | {"k": k, "v": v, "index": index + tokens.shape[1]}
-
-
-# --------------------------------------------------------------------------------------- decoding helpers
-@partial(jax.jit, static_argnums=(0, 3))
-def _init_cache(graphdef, state, source, max_len):
-    return nnx.merge(graphdef, state).init_cache(source, max_len)
-
-
-def _prepare(model: nnx.Module, source: jax.Array, max_len: int):
-    if source.ndim != 2:
-        raise ValueError(f"source: expected int tokens [batch, S], got shape {tuple(source.shape)}")
-    if max_len < 1:
-        raise ValueError(f"max_len={max_len}: expected >= 1 (the longest output, EOS included)")
-    step_fn, params = decode.module_step(model)
-    cache = _init_cache(step_fn.graphdef, params, jnp.asarray(source, jnp.int32), max_len)
-    bos = jnp.full((source.shape[0], 1), model.bos_id, jnp.int32)
-    return step_fn, params, bos, cache
-
-
-def greedy_decode(model: nnx.Module, source: jax.Array, max_len: int) -> jax.Array:
-    """source int [batch, S] -> greedy outputs int32 [batch, max_len]: tokens, EOS, then pad_id."""
-    step_fn, params, bos, cache = _prepare(model, source, max_len)
-    return decode.generate(
-        step_fn, params, bos, cache, max_new_tokens=max_len, eos_id=model.eos_id, pad_id=model.pad_id
-    )
-
-
-def beam_decode(
-    model: nnx.Module, source: jax.Array, max_len: int, *, beam_size: int = 4, alpha: float = 0.6
-) -> jax.Array:
-    """source int [batch, S] -> the best beam-search hypothesis int32 [batch, max_len] (GNMT length penalty
-    `alpha`; tokens, EOS, then pad_id)."""
-    step_fn, params, bos, cache = _prepare(model, source, max_len)
-    seqs, _ = decode.beam_search(
-        step_fn,
-        params,
-        bos,
-        cache,
-        beam_size=beam_size,
-        max_new_tokens=max_len,
-        eos_id=model.eos_id,
-        alpha=alpha,
-        pad_id=model.pad_id,
-        batch_axis=model.CACHE_BATCH_AXIS,
-    )
-    return seqs[:, 0]
-
-
-def exact_match(pred: jax.Array, label: jax.Array, eos_id: int = EOS_ID) -> jax.Array:
-    """pred int [batch, Tp] (generated: tokens, EOS, anything), label int [batch, T] (target, EOS, -1 padding) ->
-    bool [batch]: the prediction up to and including its first EOS equals the label up to its EOS."""
-    if pred.ndim != 2 or label.ndim != 2 or pred.shape[0] != label.shape[0]:
-        raise ValueError(
-            f"exact_match: expected pred [batch, Tp] and label [batch, T], got {pred.shape}, {label.shape}"
-        )
-
-    def upto_eos(x):  # everything after the first EOS -> -1
-        eos = (x == eos_id).astype(jnp.int32)
-        return jnp.where(jnp.cumsum(eos, axis=1) - eos > 0, -1, x)
-
-    n = max(pred.shape[1], label.shape[1])
-    pad = lambda x: jnp.pad(upto_eos(jnp.asarray(x, jnp.int32)), ((0, 0), (0, n - x.shape[1])), constant_values=-1)
-    return jnp.all(pad(pred) == pad(label), axis=1)
