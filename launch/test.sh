@@ -7,4 +7,5 @@ cd "$ROOT"
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=8"
 ruff check jaxdl kernels experiments tests
 ruff format --check -q jaxdl kernels experiments tests
-exec python -m pytest -q "$@"
+# two workers (the reference machine has 2 cores); a file stays on one worker (its module fixtures are shared)
+exec python -m pytest -q -n "${JAXDL_TEST_WORKERS:-2}" --dist loadfile "$@"
