@@ -7,22 +7,26 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from offline_data import require_fortunes
 
 from jaxdl import config as config_lib
 from jaxdl import data
 from jaxdl.ablate import _load_module, load_study, plan
-from jaxdl.data import augment, fortune_topics, mlm, text_corpora
+from jaxdl.data import augment, fortune_topics, mlm
 
 STUDY = "experiments/language/bert_finetune.py"
 V = mlm.BERT_UNCASED
 
 
 def _needs_corpus():
-    try:
-        text_corpora.fortunes_dir()
-        fortune_topics.tokenizer()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    """Skips unless Debian's fortunes and the pip package with all-MiniLM-L6-v2's vocab.txt are installed; a
+    tokenizer that is there but broken stays an error (the check looks only at the files)."""
+    from jaxdl.convert.hf_bert import minilm_path
+
+    require_fortunes()
+    path = minilm_path()
+    if path is None or not (path / "vocab.txt").is_file():
+        pytest.skip(f"the all-MiniLM-L6-v2 vocabulary is not installed; `{fortune_topics.MINILM_INSTALL}` provides it")
 
 
 def _token_batch(rows=2000, length=64, seed=0):
@@ -209,7 +213,11 @@ def test_mlm_pretraining_then_finetuning_starts_from_the_pretrained_encoder(tmp_
 
     one = jax.devices()[:1]
     pre = train_and_evaluate(cfg("pretrain"), str(tmp_path / "pre"), devices=one)
-    assert np.isfinite(pre["eval/loss"]) and pre["eval/loss"] < np.log(V.size)  # below uniform over the vocabulary
+    # a sanity check, not a claim that it learned (the point here is the transplant): 10 steps move the loss below
+    # uniform over the vocabulary (10.33 nats). It is far above the eval labels' unigram entropy (4.89 nats over
+    # these 312 masked tokens): measured 10.1 after 10 steps, 8.9 after 40, 7.5 after 100 (~155 s on 2 CPU cores),
+    # so clearing that baseline is not affordable here.
+    assert np.isfinite(pre["eval/loss"]) and pre["eval/loss"] < np.log(V.size), pre
     step1 = dict(optim__lr=1e-9, optim__warmup_steps=0, train__steps=1)
     ft = train_and_evaluate(cfg("finetune", train__init_from=str(tmp_path / "pre"), **step1), str(tmp_path / "ft"), devices=one)  # fmt: skip
     assert 0 <= ft["eval/accuracy"] <= 1

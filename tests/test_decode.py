@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from baselines import MARGIN, entropy
 from flax import nnx
 
 from jaxdl import decode
@@ -215,7 +216,9 @@ def test_overfits_tiny_corpus_then_regenerates_it_and_survives_save_load(tmp_pat
         return loss
 
     losses = [float(train_step(model, opt, jnp.asarray(windows))) for _ in range(200)]
-    assert losses[-1] < 0.1 and losses[0] > 2.5, (losses[0], losses[-1])  # from ~ln(28 chars) to memorized
+    # from ~ln(28 chars) to memorized, far below the targets' unigram entropy (the best loss without context)
+    floor = entropy(windows[:, 1:])
+    assert losses[-1] < 0.1 < floor - MARGIN and losses[0] > floor, (losses[0], losses[-1], floor)
 
     prompt_text = b"the quick "
     prompt = jnp.array([[chars.index(c) for c in prompt_text]], jnp.int32)

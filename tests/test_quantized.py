@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from baselines import MARGIN, entropy, eval_labels, majority_accuracy
 from flax import nnx
 
 from jaxdl import config as config_lib
@@ -244,7 +245,10 @@ def test_make_dense_and_apply_quant_keep_the_parameter_tree_and_train():
     for _ in range(20):
         state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
-    assert int(metrics["first_nonfinite"]) == -1 and losses[-1] < 0.5 * losses[0]
+    # it fits these 16 random inputs, which needs x: below the labels' entropy (2.25 nats, the best loss of a
+    # model that ignores x) by MARGIN
+    floor = entropy(np.asarray(batch["label"]))
+    assert int(metrics["first_nonfinite"]) == -1 and losses[-1] < floor - MARGIN, (losses[0], losses[-1], floor)
 
 
 def test_bytes_saved_is_about_4x_int8_and_8x_int4():
@@ -295,7 +299,8 @@ def test_convert_checkpoint_round_trip_and_ptq_accuracy(trained, data_dir, tmp_p
     model, config, step, _ = Q.restore_float(workdir)
     assert step == 400
     fp32 = accuracy(model, data_dir)
-    assert fp32 == pytest.approx(results["eval/accuracy"], abs=1e-6) and fp32 > 0.5
+    majority = majority_accuracy(eval_labels("mnist1d", data_dir))  # 0.106: always the most frequent class
+    assert fp32 == pytest.approx(results["eval/accuracy"], abs=1e-6) and fp32 > majority + 0.4, (fp32, majority)
     _, params, _ = nnx.split(model, nnx.Param, ...)
     x = next(data.eval_batches(data.load("mnist1d", "test", data_dir), dataset="mnist1d", batch_size=64))["input"]
     accs = {}

@@ -3,6 +3,7 @@ save/load, and the number-words translation task (format, held-out numbers)."""
 
 import numpy as np
 import pytest
+from offline_data import require_fortunes
 
 from jaxdl import data
 from jaxdl.data import text_corpora, translation
@@ -11,17 +12,10 @@ from jaxdl.text import tokenizer
 NON_ASCII = "naïve café — “quoted” 日本語 ß°… \t tab\x08 end\n"
 
 
-def _fortunes_or_skip():
-    try:
-        text_corpora.fortunes_dir()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-
-
 @pytest.mark.parametrize("corpus", text_corpora.CORPORA)
 def test_splits_are_fixed_disjoint_and_90_5_5(corpus):
     if corpus == "fortunes":
-        _fortunes_or_skip()
+        require_fortunes()
     docs = text_corpora.documents(corpus)
     parts = text_corpora.split_documents(corpus)
     sizes = {s: len(d) for s, d in parts.items()}
