@@ -63,7 +63,9 @@ def minilm():
 @needs_minilm
 def test_minilm_reproduces_sentence_transformers(minilm):
     """Our WordPiece ids equal sentence-transformers' and our BERT's normalized mean-pooled embeddings (and
-    last hidden states) match theirs within 1e-4 relative; the real weights round-trip through to_hf exactly."""
+    last hidden states) match theirs within 5e-6 relative (measured 2026-12-07, jax 0.12 CPU: 1.08e-6 embeddings,
+    1.10e-6 mean-pooled, 3.5e-7 hidden; the bar leaves ~4x for float32 rounding across XLA versions — a wrong
+    epsilon, GELU or scale is >= 1e-4); the real weights round-trip through to_hf exactly."""
     ref = np.load(REFERENCE)
     meta = json.loads(str(ref["meta"]))
     weights = MINILM / "model.safetensors"
@@ -75,9 +77,9 @@ def test_minilm_reproduces_sentence_transformers(minilm):
     ids = jnp.asarray(enc["input_ids"])
     emb, raw = _sentence(minilm, ids)
     hidden = _fwd(minilm, ids)[0, : len(ref["hidden_0"])]
-    assert _rel(emb, ref["embeddings"]) < 1e-4, (_rel(emb, ref["embeddings"]), meta)
-    assert _rel(raw, ref["mean_pooled"]) < 1e-4
-    assert _rel(hidden[None], ref["hidden_0"][None]) < 1e-4
+    assert _rel(emb, ref["embeddings"]) < 5e-6, (_rel(emb, ref["embeddings"]), meta)
+    assert _rel(raw, ref["mean_pooled"]) < 5e-6, _rel(raw, ref["mean_pooled"])
+    assert _rel(hidden[None], ref["hidden_0"][None]) < 5e-6
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-6)
     out = hf_bert.to_hf(minilm)
     assert set(out) == set(tensors) - {"embeddings.position_ids"}

@@ -46,7 +46,7 @@ MODES = ("pretrain", "finetune")
 def _parse(arg: str) -> tuple[str, str, bool]:
     a = config_lib.parse_arg(arg, mode=MODES, root="")
     if a.root and a.mode != "finetune":
-        raise ValueError(f"config arg {arg!r}: root=ROOT goes with finetune")
+        raise ValueError(f"config arg {arg!r}: expected pretrain | finetune | finetune,root=ROOT [,smoke]")
     return a.mode, a.root, a.smoke
 
 
