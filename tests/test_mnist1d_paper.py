@@ -143,3 +143,19 @@ def test_paper_config_follows_the_authors_code():
     bad.data.order = "random"
     with pytest.raises(ValueError, match="config.data.order"):
         config_lib.validate(bad)
+
+
+def test_paper_shuffled_variant_uses_the_authors_permutation(data_dir):
+    from jaxdl import data
+    from jaxdl.data import mnist1d
+
+    np.random.seed(42)  # the notebook's "Shuffle the pixels" cell, verbatim
+    shuffled_order = np.random.permutation(40)
+    np.testing.assert_array_equal(mnist1d.PAPER_PERMUTATION, shuffled_order)
+    src = data.load("mnist1d", "test", data_dir)
+    raw = data.pipeline._read(src, np.arange(10))
+    plain, shuffled = data.preprocess("mnist1d", raw), data.preprocess("mnist1d_shuffled_paper", raw)
+    np.testing.assert_array_equal(shuffled["input"], plain["input"][:, shuffled_order])  # data_shuff['x'][:, order]
+    np.testing.assert_array_equal(shuffled["label"], plain["label"])
+    assert get_config("cnn,shuffled").data.name == "mnist1d_shuffled_paper"
+    assert get_config("cnn,shuffled,defaults").data.name == "mnist1d_shuffled"

@@ -19,6 +19,7 @@ from jaxdl.data import digits, fashion_mnist, fortune_topics, mnist1d, text_corp
 DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     "mnist1d": (mnist1d.Mnist1d, "default", mnist1d.preprocess),
     "mnist1d_shuffled": (mnist1d.Mnist1d, "shuffled", mnist1d.preprocess),
+    "mnist1d_shuffled_paper": (mnist1d.Mnist1d, "default", mnist1d.paper_shuffled_preprocess),
     "fashion_mnist": (fashion_mnist.FashionMnist, None, fashion_mnist.preprocess),
     "fashion_mnist_rotation": (fashion_mnist.FashionMnist, None, fashion_mnist.rotation_preprocess),
     "fashion_mnist_14": (fashion_mnist.FashionMnist, None, fashion_mnist.half_preprocess),

@@ -80,6 +80,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=0, help="0: train.py's default (8000)")
     p.add_argument("--perm", default="paper", choices=SHUFFLE_PERMS, help="the shuffled variant's permutation")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--train_order",
+        default="",
+        help="diagnostic: a .npy of train indices; the train split is read in this order (e.g. jaxdl's TFDS order, "
+        "written by experiments/mnist1d/peer/tfds_order.py). Recorded as train_order in each run.",
+    )
     p.add_argument("--out", required=True, help="JSON file: runs are appended, finished ones skipped")
     a = p.parse_args()
 
@@ -114,7 +120,11 @@ def main() -> None:
         "eval": "test accuracy (%) on the 1,000 test examples after the last step (train.py's test_acc[-1])",
         "updates": "train.py runs steps 0..total_steps inclusive: total_steps + 1 Adam updates",
     }
-    done = {(r["model"], r["variant"], r["seed"], r["steps"], r.get("perm", "")) for r in record["runs"]}
+    done = {
+        (r["model"], r["variant"], r["seed"], r["steps"], r.get("perm", ""), r.get("train_order", ""))
+        for r in record["runs"]
+    }
+    train_order = os.path.basename(a.train_order)
 
     for model_name in a.models.split(","):
         for variant in a.variants.split(","):
@@ -123,10 +133,13 @@ def main() -> None:
                 args.total_steps = a.steps or args.total_steps
                 args.eval_every = args.print_every = 1000
                 perm = a.perm if variant == "shuffled" else ""
-                key = (model_name, variant, seed, args.total_steps, perm)
+                key = (model_name, variant, seed, args.total_steps, perm, train_order)
                 if key in done:
                     continue
                 d = dict(data)
+                if a.train_order:
+                    rows = np.load(a.train_order)
+                    d["x"], d["y"] = d["x"][rows], d["y"][rows]
                 if variant == "shuffled":
                     order = permutation(a.perm, d["x"].shape[1])
                     d["x"], d["x_test"] = d["x"][:, order], d["x_test"][:, order]
@@ -140,6 +153,7 @@ def main() -> None:
                     "model": model_name,
                     "variant": variant,
                     "perm": perm,
+                    "train_order": train_order,
                     "seed": seed,
                     "steps": args.total_steps,
                     "test_acc": float(res["test_acc"][-1]),
