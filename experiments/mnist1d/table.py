@@ -156,13 +156,12 @@ def main(_):
     total = sum(r["seconds"] for r in rows)
     print(f"\n{len(rows)} runs, {total / 60:.1f} min of training; every run in {os.path.relpath(out, ROOT)}\n")
 
-    peer = peer_runs(FLAGS.peer)
+    peer = [r for r in peer_runs(FLAGS.peer) if r["seed"] in seeds]
     acc = lambda rs, **kw: [r["test_accuracy"] for r in rs if all(r[k] == v for k, v in kw.items())]
     print(f"Test accuracy (%) at the last step, mean ± sample std (ddof=1), seeds {seeds} (n = {len(seeds)}):\n")
+    columns = (*(f"ours, {s}" for s in setups), "authors' code", "paper 2020")
     header = "| model | " + " | ".join(
-        f"{s}{', shuffled' if v == 'shuffled' else ''}"
-        for v in FLAGS.variants
-        for s in (*setups, "authors' code", "paper")
+        f"{c}{', shuffled' if v == 'shuffled' else ''}" for v in FLAGS.variants for c in columns
     )
     print(header + " |")
     print("|---|" + "---|" * (len(FLAGS.variants) * (len(setups) + 2)))
