@@ -14,6 +14,7 @@ import ml_dtypes  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 from kernels import triton_call as tc  # noqa: E402
+from kernels import triton_gpu  # noqa: E402
 from kernels.triton_call import jit, triton_call  # noqa: E402
 
 pytestmark = pytest.mark.portable
@@ -530,7 +531,7 @@ def _multi_call(out_shape=None, **kw):
 def test_binding_for_jax_triton_0_4(monkeypatch):
     """jax-triton >= 0.4: operands as given (Python scalars), out_type, metaparams and options passed through."""
     fake = _FakeJaxTriton()
-    monkeypatch.setattr(tc, "_jax_triton", lambda: (fake, (0, 4)))
+    monkeypatch.setattr(triton_gpu, "_jax_triton", lambda: (fake, (0, 4)))
     _multi_call(zeroed_outputs=(2,))
     (args, kw), = fake.calls  # fmt: skip
     assert [type(a).__name__ for a in args[2:]] == ["int", "float", "float"] and args[2:] == (300, 2.5, -1.0)
@@ -546,7 +547,7 @@ def test_binding_for_jax_triton_0_3(monkeypatch):
     """jax-triton 0.3 (triton 3.6): positional operands, fp32 floats as np.float32 (0.3 types a Python float as
     fp64), only the kernel's constexprs as metaparams (defaults included), grid/zeroed callables see all of ours."""
     fake = _FakeJaxTriton()
-    monkeypatch.setattr(tc, "_jax_triton", lambda: (fake, (0, 3)))
+    monkeypatch.setattr(triton_gpu, "_jax_triton", lambda: (fake, (0, 3)))
     _multi_call(zeroed_outputs=lambda meta: [2] if meta["EXTRA"] == 1 else [], EXTRA=1)
     (args, kw), = fake.calls  # fmt: skip
     assert args[2] == 300 and all(type(a) is np.float32 for a in args[3:]) and args[3:] == (2.5, -1.0)
@@ -557,7 +558,9 @@ def test_binding_for_jax_triton_0_3(monkeypatch):
     matmul(a, a.T, jnp.float32, backend="gpu")
     _, kw = fake.calls[-1]
     assert (kw["BM"], kw["BN"], kw["BK"], kw["INPUT_PRECISION"]) == (16, 16, 16, "ieee")
-    assert tc._legacy_scalar(1e-300) == 1e-300 and type(tc._legacy_scalar(1e-300)) is float  # fp64 when fp32 can't
+    assert (
+        triton_gpu._legacy_scalar(1e-300) == 1e-300 and type(triton_gpu._legacy_scalar(1e-300)) is float
+    )  # fp64 when fp32 can't
     with pytest.raises(NotImplementedError, match="input_output_aliases needs jax-triton >= 0.4"):
         f32 = jax.ShapeDtypeStruct((300,), jnp.float32)
         _multi_call(out_shape=(f32, f32, f32, jax.ShapeDtypeStruct((1,), jnp.int32)), input_output_aliases={1: 0})
