@@ -36,6 +36,7 @@ OPTIM_DEFAULTS = dict(
     clip_norm=0.0,  # global-norm clipping before the optimizer; 0 = off
 )
 # the schema of config.data.augment (jaxdl.data.augment)
+CACHE_MODES = ("auto", "memory", "stream")  # config.data.cache (jaxdl.data.memory)
 AUGMENT_DEFAULTS = dict(crop_padding=0, flip=False, mixup_alpha=0.0, cutmix_alpha=0.0, mlm_probability=0.0)
 # sections whose keys are free-form here and checked by their owner (model / task / evaluator arguments)
 FREE_FORM = ("config.model", "config.task", "config.evals", "config.optim_groups")
@@ -63,6 +64,9 @@ def base() -> ConfigDict:
     c.data.eval_batch_size = 1000
     c.data.prefetch = 2
     c.data.order = "shuffle"  # or "sequential": the train split in source order every epoch (jaxdl.data.pipeline)
+    c.data.cache = "auto"  # splits within memory_budget_mb are decoded once into memory (jaxdl.data.memory)
+    c.data.memory_budget_mb = 4096.0  # per split and process; "memory": over it is an error, "auto": it streams
+    c.data.workers = -1  # train batches made ahead by N threads; 0: inline; -1: inline in memory, else 2 threads
     c.data.train_fraction = 1.0  # < 1: a class-stratified subset of the train split (jaxdl.data.subset), seeded
     c.data.augment = ConfigDict(AUGMENT_DEFAULTS)  # train-time image augmentation (jaxdl.data.augment)
 
@@ -236,6 +240,15 @@ def validate(config: ConfigDict) -> ConfigDict:
             raise ValueError(f"config.data.{key} must be >= 1, got {config.data[key]}")
     if not 0 < config.data.train_fraction <= 1:
         raise ValueError(f"config.data.train_fraction must be in (0, 1], got {config.data.train_fraction}")
+    if config.data.cache not in CACHE_MODES:
+        raise ValueError(f"config.data.cache={config.data.cache!r} is not one of {CACHE_MODES}")
+    if not config.data.memory_budget_mb > 0:
+        raise ValueError(
+            f"config.data.memory_budget_mb must be > 0, got {config.data.memory_budget_mb} (config.data.cache="
+            "'stream' never holds a split in memory)"
+        )
+    if config.data.workers < -1:
+        raise ValueError(f"config.data.workers must be >= -1, got {config.data.workers}")
     if config.data.order not in ("shuffle", "sequential"):
         raise ValueError(f"config.data.order={config.data.order!r}: use 'shuffle' or 'sequential'")
     if config.data.batch_size % config.train.grad_accum:

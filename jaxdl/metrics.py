@@ -28,6 +28,11 @@ PACKAGES = (
 )
 
 
+# Wall-clock metrics the trainer logs beside the losses (they differ between identical runs): throughput, the
+# fraction of each logging window spent waiting for input, and one synchronized step's time per window.
+TIMING_METRICS = ("train/steps_per_sec", "train/input_wait_fraction", "train/step_ms")
+
+
 class MetricWriter:
     def __init__(self, workdir: str, *, enabled: bool = True, resume_step: int | None = None):
         self.enabled = enabled

@@ -93,6 +93,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
                 train_source, ds_info["label_key"], config.data.train_fraction, config.seed
             )
             log.info("train_fraction %g: %d examples", config.data.train_fraction, len(train_source))
+        train_source = data.memory.cache(
+            train_source,
+            mode=config.data.cache,
+            budget_mb=config.data.memory_budget_mb,
+            what=f"dataset {config.data.name!r} split {config.data.train_split!r}",
+        )
         loader = data.TrainLoader(
             train_source,
             dataset=config.data.name,
@@ -102,6 +108,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
             prefetch=config.data.prefetch,
             augment=augment,
             order=config.data.order,
+            workers=config.data.workers,
         )
 
     # ------------------------------------------------------------------------------------ model / optimizer
@@ -152,16 +159,23 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
     progress = Progress(total, start, enabled=is_main and config.train.progress)
     pending, flags, results = [], [], {}
     step, t0, t_log = start, time.perf_counter(), start
+    waited, step_ms, time_next = 0.0, None, False  # goodput: input wait per window, one synchronized step
     stream = loader.iterate(start) if loader is not None else None
     try:
         while step < total:
             if stream is not None:
+                t_wait = time.perf_counter()
                 batch = next(stream)
+                waited += time.perf_counter() - t_wait
                 if step == start:
                     check_batch_keys(batch, task, config)
             else:
                 batch = {}
+            t_step = time.perf_counter()
             state, metrics = train_step(state, batch)
+            if time_next:  # the device is idle after a log (its metrics were fetched): time this step alone
+                jax.block_until_ready(metrics)
+                step_ms, time_next = 1e3 * (time.perf_counter() - t_step), False
             step += 1
             if config.train.nan_guard:
                 flags.append((step, metrics.pop("first_nonfinite")))
@@ -171,10 +185,14 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
                 check_finite(flags, names)
                 flags = []
                 scalars = {f"train/{k}": v for k, v in mean_over_steps(pending).items()}
-                scalars["train/steps_per_sec"] = (step - t_log) / (time.perf_counter() - t0)
+                window = time.perf_counter() - t0
+                scalars["train/steps_per_sec"] = (step - t_log) / window
+                scalars["train/input_wait_fraction"] = waited / window
+                if step_ms is not None:
+                    scalars["train/step_ms"] = step_ms
                 writer.write(step, scalars)
                 progress.update(step - t_log, {"loss": scalars.get("train/loss", next(iter(scalars.values())))})
-                pending, t0, t_log = [], time.perf_counter(), step
+                pending, t0, t_log, waited, time_next = [], time.perf_counter(), step, 0.0, True
             results |= run_evals(step, last)
             if (config.train.checkpoint_every and step % config.train.checkpoint_every == 0) or last:
                 check_finite(flags, names)

@@ -24,7 +24,7 @@ def test_mnist1d_matches_the_package(data_dir, train_src):
     info = data.info("mnist1d", data_dir)
     assert info["num_classes"] == 10 and info["input_shape"] == (40,)
     # same rows as the package (TFDS stores them in its own deterministic order)
-    rows = data.preprocess("mnist1d", data.pipeline._read(test_src, np.arange(1000)))
+    rows = data.preprocess("mnist1d", data.memory.read(test_src, np.arange(1000)))
     assert rows["input"].dtype == np.float32 and rows["label"].dtype == np.int32
     ours = sorted(map(tuple, np.round(np.c_[rows["input"], rows["label"]], 5)))
     theirs = sorted(map(tuple, np.round(np.c_[ref["x_test"].astype(np.float32), ref["y_test"]], 5)))
@@ -32,8 +32,8 @@ def test_mnist1d_matches_the_package(data_dir, train_src):
 
 
 def test_shuffled_variant_is_a_fixed_column_permutation(data_dir):
-    a = data.pipeline._read(data.load("mnist1d", "test", data_dir), np.arange(1000))
-    b = data.pipeline._read(data.load("mnist1d_shuffled", "test", data_dir), np.arange(1000))
+    a = data.memory.read(data.load("mnist1d", "test", data_dir), np.arange(1000))
+    b = data.memory.read(data.load("mnist1d_shuffled", "test", data_dir), np.arange(1000))
     # pair rows by (label, multiset of values): a column permutation keeps both
     key = lambda x, y: tuple(np.round(np.sort(x), 4)) + (int(y),)
     by_key = {key(x, y): x for x, y in zip(a["x"], a["label"], strict=True)}
@@ -51,7 +51,7 @@ def test_fashion_mnist(data_dir):
     src = data.load("fashion_mnist", "test", data_dir)
     raw = src[0]
     assert raw["image"].shape == (28, 28, 1) and raw["image"].dtype == np.uint8
-    batch = data.preprocess("fashion_mnist", data.pipeline._read(src, np.arange(64)))
+    batch = data.preprocess("fashion_mnist", data.memory.read(src, np.arange(64)))
     assert batch["input"].dtype == np.float32 and -1 < batch["input"].mean() < 1
 
 
@@ -116,7 +116,7 @@ def test_eval_batches_cover_each_example_once_with_mask(data_dir):
     mask = np.concatenate([np.asarray(b["mask"]) for b in batches])
     assert mask.sum() == 1000 and mask[:1000].all() and not mask[1000:].any()
     labels = np.concatenate([np.asarray(b["label"]) for b in batches])[:1000]
-    np.testing.assert_array_equal(labels, data.pipeline._read(src, np.arange(1000))["label"])
+    np.testing.assert_array_equal(labels, data.memory.read(src, np.arange(1000))["label"])
 
 
 def test_errors_name_the_bad_thing(train_src, data_dir):

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from jaxdl.metrics import TIMING_METRICS
 from jaxdl.parallel import distributed
 from jaxdl.parallel.distributed import ClusterSpec, DistributedInitError, resolve
 
@@ -239,7 +240,7 @@ def final_line(stdout: str) -> dict:
 
 def read_records(workdir) -> list[dict]:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [{k: v for k, v in json.loads(line).items() if k != "train/steps_per_sec"} for line in f]
+        return [{k: v for k, v in json.loads(line).items() if k not in TIMING_METRICS} for line in f]
 
 
 def assert_close(a: dict, b: dict, rel=1e-5):

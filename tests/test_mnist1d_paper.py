@@ -153,7 +153,7 @@ def test_paper_shuffled_variant_uses_the_authors_permutation(data_dir):
     shuffled_order = np.random.permutation(40)
     np.testing.assert_array_equal(mnist1d.PAPER_PERMUTATION, shuffled_order)
     src = data.load("mnist1d", "test", data_dir)
-    raw = data.pipeline._read(src, np.arange(10))
+    raw = data.memory.read(src, np.arange(10))
     plain, shuffled = data.preprocess("mnist1d", raw), data.preprocess("mnist1d_shuffled_paper", raw)
     np.testing.assert_array_equal(shuffled["input"], plain["input"][:, shuffled_order])  # data_shuff['x'][:, order]
     np.testing.assert_array_equal(shuffled["label"], plain["label"])

@@ -54,7 +54,7 @@ def test_pydoc_builder_examples_are_windows_of_the_split_text(data_dir):
     src = data.load("pydoc_bytes128", "test", data_dir)
     windows = text_corpora.byte_windows(text_corpora.split_text("pydoc", "test"), 128)
     assert len(src) == info["splits"]["test"] == len(windows)
-    batch = data.preprocess("pydoc_bytes128", data.pipeline._read(src, np.arange(len(src))))
+    batch = data.preprocess("pydoc_bytes128", data.memory.read(src, np.arange(len(src))))
     assert batch["input"].dtype == np.int32 and batch["label"].dtype == np.int32
     np.testing.assert_array_equal(batch["input"][:, 1:], batch["label"][:, :-1])  # label = next byte
     ours = {
@@ -153,7 +153,7 @@ def test_translation_examples_format(data_dir):
     info = data.info("numbers_words2digits", data_dir)
     assert info["num_classes"] == translation.VOCAB_SIZE == 259 and info["input_shape"] == (80,)
     src = data.load("numbers_words2digits", "test", data_dir)
-    batch = data.preprocess("numbers_words2digits", data.pipeline._read(src, np.arange(200)))
+    batch = data.preprocess("numbers_words2digits", data.memory.read(src, np.arange(200)))
     x, t_in, y = batch["input"], batch["target_in"], batch["label"]
     assert x.shape == (200, 80) and t_in.shape == y.shape == (200, 8)
     assert all(a.dtype == np.int32 for a in (x, t_in, y))

@@ -19,12 +19,11 @@ from offline_data import require_fashion_mnist
 from jaxdl import config as config_lib
 from jaxdl import data, optim
 from jaxdl.checkpoint import CheckpointError
-from jaxdl.metrics import read_metrics
+from jaxdl.metrics import TIMING_METRICS, read_metrics
 from jaxdl.state import NonFiniteError, guard_names, make_train_step
 from jaxdl.train import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMING_KEYS = ("train/steps_per_sec",)
 
 
 def make_config(data_dir, model="mlp", **train):
@@ -47,7 +46,7 @@ def make_config(data_dir, model="mlp", **train):
 
 
 def metrics_without_timing(workdir):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_metrics(workdir)]
+    return [{k: v for k, v in r.items() if k not in TIMING_METRICS} for r in read_metrics(workdir)]
 
 
 def test_same_seed_gives_identical_metrics(data_dir, tmp_path):

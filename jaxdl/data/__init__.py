@@ -1,6 +1,6 @@
 """Offline datasets (TFDS array_record builders) and the input pipeline."""
 
-from jaxdl.data import augment, subset
+from jaxdl.data import augment, memory, subset
 from jaxdl.data.pipeline import TrainLoader, eval_batches
 from jaxdl.data.registry import DATASETS, builder, default_data_dir, info, label_counts, load, preprocess
 
@@ -14,6 +14,7 @@ __all__ = [
     "info",
     "label_counts",
     "load",
+    "memory",
     "preprocess",
     "subset",
 ]

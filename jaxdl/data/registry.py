@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxdl.data import digits, fashion_mnist, fortune_topics, mnist1d, text_corpora, translation
+from jaxdl.data import digits, fashion_mnist, fortune_topics, hironsan, mnist1d, movielens, text_corpora, translation
+from jaxdl.data.memory import read
 
 # name: (builder class, builder config or None, preprocess)
 DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
@@ -32,6 +33,9 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     "numbers_digits2words": (translation.NumberTranslation, "digits2words", translation.preprocess),
     "fortune_topics": (fortune_topics.FortuneTopics, None, fortune_topics.preprocess),
     "fortunes_wordpiece": (fortune_topics.FortunesWordpiece, None, fortune_topics.preprocess),
+    **{f"hironsan_ner_fold{k}": (hironsan.HironsanNer, f"fold{k}", hironsan.preprocess) for k in range(hironsan.FOLDS)},
+    **{f"movielens_u{k}": (movielens.MovielensRatings, f"u{k}", movielens.rating_preprocess) for k in range(1, 6)},
+    "movielens_loo": (movielens.MovielensLoo, None, movielens.ranking_preprocess),
 }
 
 
@@ -109,9 +113,7 @@ def _label_counts(name: str, split: str, data_dir: str) -> np.ndarray:
     source, num_classes = load(name, split, data_dir), info(name, data_dir)["num_classes"]
     counts = np.zeros(num_classes, np.int64)
     for start in range(0, len(source), 1024):
-        idx = list(range(start, min(start + 1024, len(source))))
-        rows = source.__getitems__(idx) if hasattr(source, "__getitems__") else [source[i] for i in idx]
-        labels = preprocess(name, {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})["label"]
+        labels = preprocess(name, read(source, range(start, min(start + 1024, len(source)))))["label"]
         labels = np.asarray(labels).ravel()
         labels = labels[labels >= 0]
         if labels.size and labels.max() >= num_classes:

@@ -7,6 +7,8 @@ fraction) always names the same examples.
 
 import numpy as np
 
+from jaxdl.data.memory import read
+
 
 class Subset:
     """`source` restricted to `indices` (same random-access interface: len, [i], __getitems__)."""
@@ -28,12 +30,8 @@ class Subset:
 
 
 def read_labels(source, key: str, chunk: int = 4096) -> np.ndarray:
-    out = []
-    for start in range(0, len(source), chunk):
-        idx = list(range(start, min(start + chunk, len(source))))
-        rows = source.__getitems__(idx) if hasattr(source, "__getitems__") else [source[i] for i in idx]
-        out.append(np.asarray([r[key] for r in rows]))
-    return np.concatenate(out)
+    n = len(source)
+    return np.concatenate([read(source, range(s, min(s + chunk, n)))[key] for s in range(0, n, chunk)])
 
 
 def stratified_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -31,13 +31,19 @@ class Context:
     _sources: dict = dataclasses.field(default_factory=dict)
 
     def source(self, split: str):
-        """The random-access source of `split` of the run's dataset (loaded once)."""
+        """The random-access source of `split` of the run's dataset (loaded once, in memory when it fits)."""
         from jaxdl import data
 
         if not self.config.data.name:
             raise ValueError(f"split {split!r}: this run has no dataset (config.data.name is empty)")
         if split not in self._sources:
-            self._sources[split] = data.load(self.config.data.name, split, self.config.data.data_dir or None)
+            d = self.config.data
+            self._sources[split] = data.memory.cache(
+                data.load(d.name, split, d.data_dir or None),
+                mode=d.cache,
+                budget_mb=d.memory_budget_mb,
+                what=f"dataset {d.name!r} split {split!r}",
+            )
         return self._sources[split]
 
     def batches(self, split: str, batch_size: int) -> Iterator[dict]:
