@@ -1,6 +1,7 @@
 """Full vs sampled vs hierarchical softmax on a BPE language model head: step time and held-out perplexity.
 
 Command: python experiments/language/softmax_bench.py [--vocab=8192] [--steps=600] [--batch=256] [--context=4]
+         [--seed=0] [--out=experiments/language/softmax_bench.json]   (every number, date, versions, machine, seed)
 
 Data: byte-level BPE (jaxdl/text/tokenizer.py) with --vocab ids trained on the fortunes train split; the model
 predicts token t from the --context previous tokens: their embeddings (64 each) concatenated, a dense layer to
@@ -18,6 +19,11 @@ table. Wall times depend on the machine's load; compare heads within one run.
 """
 
 import argparse
+import datetime
+import json
+import os
+import platform
+import sys
 import time
 
 import jax
@@ -26,6 +32,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxdl import metrics
 from jaxdl.data import text_corpora
 from jaxdl.layers import softmax
 from jaxdl.text.tokenizer import BPETokenizer
@@ -127,6 +134,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heads", default="full,sampled,hierarchical")
+    parser.add_argument(
+        "--out", default="experiments/language/softmax_bench.json", help="JSON of every number ('' = none)"
+    )
     args = parser.parse_args()
 
     start = time.time()
@@ -158,6 +168,21 @@ def main() -> None:
         print(f"| {label.get(name, name)} | {r['head ms']:.2f} | {r['step ms']:.2f} | {r['train s']:.1f} | "
               f"{r['train loss']:.3f} | {r['valid ppl']:.1f} |")  # fmt: skip
     print(f"\ntotal {time.time() - start:.0f} s")
+    if args.out:
+        record = {
+            "command": " ".join(["python", "experiments/language/softmax_bench.py", *sys.argv[1:]]),
+            "date": datetime.date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "environment": metrics.environment(),
+            "seed": args.seed,
+            "args": vars(args),
+            "tokens": {"train": len(ids["train"]), "valid": len(ids["valid"])},
+            "total_seconds": time.time() - start,
+            "results": [{"head": name, **r} for name, r in rows],
+        }
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=1, default=str)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Skip-gram negative-sampling word vectors on the fortunes train split: nearest neighbours and analogies.
 
-Command: python experiments/language/word2vec.py [--steps=4000] [--dim=100] [--min_count=5]
+Command: python experiments/language/word2vec.py [--steps=4000] [--dim=100] [--min_count=5] [--seed=0]
+         [--out=experiments/language/word2vec.json]   (every number, with date, versions, machine and seed)
 
 Sentences are the fortunes of the train split (jaxdl/data/text_corpora.py), cut into lower-cased word tokens
 (jaxdl/text/word2vec.py `tokenize`); words seen fewer than min_count times are dropped. Trains SGNS (window 5,
@@ -10,11 +11,18 @@ common words and a few a - b + c analogies. A few minutes on 2 CPU cores.
 """
 
 import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
 import re
+import sys
 import time
 
 import numpy as np
 
+from jaxdl import metrics
 from jaxdl.data import text_corpora
 from jaxdl.text import word2vec as w2v
 
@@ -29,6 +37,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--min_count", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="experiments/language/word2vec.json", help="JSON of every number ('' = none)")
     args = parser.parse_args()
 
     text = text_corpora.split_text("fortunes", "train")
@@ -43,14 +52,35 @@ def main() -> None:
     chunks = np.array_split(model.losses, 8)
     print(f"trained {args.steps} steps in {seconds:.1f} s; mean loss per eighth of training: "
           + ", ".join(f"{c.mean():.3f}" for c in chunks))  # fmt: skip
+    neighbours = {w: model.nearest(w, 5) for w in QUERIES if w in model.vocab.index}
+    analogies = {
+        f"{a} - {b} + {c}": model.analogy(a, b, c, 3)
+        for a, b, c in ANALOGIES
+        if all(w in model.vocab.index for w in (a, b, c))
+    }
     print("\n| word | nearest neighbours (cosine) |\n|---|---|")
-    for word in QUERIES:
-        if word in model.vocab.index:
-            print(f"| {word} | " + ", ".join(f"{w} {s:.2f}" for w, s in model.nearest(word, 5)) + " |")
+    for word, near in neighbours.items():
+        print(f"| {word} | " + ", ".join(f"{w} {s:.2f}" for w, s in near) + " |")
     print("\n| a - b + c | top 3 |\n|---|---|")
-    for a, b, c in ANALOGIES:
-        if all(w in model.vocab.index for w in (a, b, c)):
-            print(f"| {a} - {b} + {c} | " + ", ".join(f"{w} {s:.2f}" for w, s in model.analogy(a, b, c, 3)) + " |")
+    for query, top in analogies.items():
+        print(f"| {query} | " + ", ".join(f"{w} {s:.2f}" for w, s in top) + " |")
+    if args.out:
+        record = {
+            "command": " ".join(["python", "experiments/language/word2vec.py", *sys.argv[1:]]),
+            "date": datetime.date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "environment": metrics.environment(),
+            "seed": args.seed,
+            "config": dataclasses.asdict(config),
+            "corpus": {"fortunes": len(sentences), "word_tokens": n_tokens, "vocabulary": len(model.vocab)},
+            "train_seconds": seconds,
+            "loss_per_eighth": [float(c.mean()) for c in chunks],
+            "nearest": {w: [[n, float(s)] for n, s in near] for w, near in neighbours.items()},
+            "analogies": {q: [[n, float(s)] for n, s in top] for q, top in analogies.items()},
+        }
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=1, default=str)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
