@@ -6,7 +6,9 @@
 An empty `config.evals` means the task's `default_evals()`. Each runs at its own cadence (`every` steps; 0 = only
 at the end) and writes `eval/<name>/<metric>` (`main`: `eval/<metric>`) to metrics.jsonl and TensorBoard.
 Kinds: `classify` (accuracy, loss), `perplexity` (loss, perplexity, bits per token/byte), `translate` (greedy /
-beam exact match and sacrebleu BLEU). `python -m jaxdl.evaluate --workdir=DIR` runs them on a saved run.
+beam exact match and sacrebleu BLEU), `robustness` (FGSM/PGD robust accuracy at pixel-unit ε), `privacy` (DP-SGD's
+ε at δ from dp-accounting), `fairness` (per-group rating metrics and gaps). `python -m jaxdl.evaluate --workdir=DIR`
+runs them on a saved run.
 """
 
 import importlib
