@@ -1,0 +1,32 @@
+"""Embedding tables of the recommenders: rows carry logical axis "vocab", columns "embed"."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdl.layers.dtypes import to_dtype
+
+
+def padded(rows: int, multiple: int) -> int:
+    if multiple < 1:
+        raise ValueError(f"row_multiple={multiple} must be >= 1")
+    return math.ceil(rows / multiple) * multiple
+
+
+def table(rows: int, dim: int, *, std: float, row_multiple: int, param_dtype: str, rngs: nnx.Rngs) -> nnx.Param:
+    """float [padded(rows), dim] ~ N(0, std^2), logical axes ("vocab", "embed")."""
+    init = nnx.with_partitioning(nnx.initializers.normal(std), ("vocab", "embed"))
+    return nnx.Param(init(rngs.params(), (padded(rows, row_multiple), dim), to_dtype(param_dtype)))
+
+
+def bias(rows: int, *, row_multiple: int, param_dtype: str) -> nnx.Param:
+    """float [padded(rows)] zeros, logical axis ("vocab",)."""
+    init = nnx.with_partitioning(nnx.initializers.zeros, ("vocab",))
+    return nnx.Param(init(None, (padded(rows, row_multiple),), to_dtype(param_dtype)))
+
+
+def lookup(param: nnx.Param, ids: jax.Array, dtype: str = "float32") -> jax.Array:
+    """Rows `ids` (int [...]) of the table: [..., dim] (or [...] for a bias), cast to `dtype`."""
+    return jnp.take(param[...], ids, axis=0).astype(to_dtype(dtype))
