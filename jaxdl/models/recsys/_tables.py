@@ -9,6 +9,16 @@ from flax import nnx
 from jaxdl.layers.dtypes import to_dtype
 
 
+def check_sizes(model: str, input_shape: tuple, **sizes: int) -> None:
+    """The checks every recsys model makes first: "input" is user ids int [batch] (input_shape ()), and every
+    table size / width in `sizes` (num_users, num_items, dim, ...) is positive; errors name the model and key."""
+    if tuple(input_shape) != ():
+        raise ValueError(f"{model} takes user ids int [batch] (input_shape ()), got input_shape {input_shape}")
+    bad = {k: v for k, v in sizes.items() if v < 1}
+    if bad:
+        raise ValueError(f"{model}: {', '.join(f'{k}={v}' for k, v in bad.items())} must be positive")
+
+
 def padded(rows: int, multiple: int) -> int:
     if multiple < 1:
         raise ValueError(f"row_multiple={multiple} must be >= 1")

@@ -30,7 +30,7 @@ from flax import nnx
 
 from jaxdl.layers.graph import GraphsTuple, lightgcn_propagate
 from jaxdl.layers.softmax import Constant
-from jaxdl.models.recsys._tables import lookup, table
+from jaxdl.models.recsys._tables import check_sizes, lookup, table
 
 GRAPHS = ("movielens_loo",)
 
@@ -88,10 +88,7 @@ class Model(nnx.Module):
         num_classes: int,
         rngs: nnx.Rngs,
     ):
-        if input_shape != ():
-            raise ValueError(f"lightgcn takes user ids int [batch] (input_shape ()), got input_shape {input_shape}")
-        if num_users < 1 or num_classes < 1 or dim < 1:
-            raise ValueError(f"num_users={num_users}, num_items={num_classes}, dim={dim} must be positive")
+        check_sizes("lightgcn", input_shape, num_users=num_users, num_items=num_classes, dim=dim)
         if layers < 0:
             raise ValueError(f"config.model.layers={layers} must be >= 0")
         if isinstance(graph, str):

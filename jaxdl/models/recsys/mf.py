@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.models.recsys._tables import bias, lookup, table
+from jaxdl.models.recsys._tables import bias, check_sizes, lookup, table
 
 
 class Model(nnx.Module):
@@ -31,10 +31,7 @@ class Model(nnx.Module):
         num_classes: int,
         rngs: nnx.Rngs,
     ):
-        if input_shape != ():
-            raise ValueError(f"mf takes user ids int [batch] (input_shape ()), got input_shape {input_shape}")
-        if num_users < 1 or num_classes < 1 or dim < 1:
-            raise ValueError(f"num_users={num_users}, num_items={num_classes}, dim={dim} must be positive")
+        check_sizes("mf", input_shape, num_users=num_users, num_items=num_classes, dim=dim)
         self.num_users, self.num_items, self.biases, self.dtype = num_users, num_classes, biases, dtype
         kw = dict(row_multiple=row_multiple, param_dtype=param_dtype)
         self.user_emb = table(num_users, dim, std=init_std, rngs=rngs, **kw)

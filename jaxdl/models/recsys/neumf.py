@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdl.layers.dtypes import to_dtype
-from jaxdl.models.recsys._tables import lookup, table
+from jaxdl.models.recsys._tables import check_sizes, lookup, table
 
 
 class Model(nnx.Module):
@@ -30,8 +30,7 @@ class Model(nnx.Module):
         num_classes: int,
         rngs: nnx.Rngs,
     ):
-        if input_shape != ():
-            raise ValueError(f"neumf takes user ids int [batch] (input_shape ()), got input_shape {input_shape}")
+        check_sizes("neumf", input_shape, num_users=num_users, num_items=num_classes, gmf_dim=gmf_dim)
         mlp_dims = tuple(int(d) for d in mlp_dims)
         if len(mlp_dims) < 1 or mlp_dims[0] % 2:
             raise ValueError(f"mlp_dims={mlp_dims}: needs >= 1 layer and an even first width (user + item halves)")

@@ -19,7 +19,7 @@ from flax import nnx
 from jaxdl.layers.attention import Attention
 from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.mlp import Mlp
-from jaxdl.models.recsys._tables import lookup, table
+from jaxdl.models.recsys._tables import check_sizes, lookup, table
 
 
 class Block(nnx.Module):
@@ -56,8 +56,7 @@ class Model(nnx.Module):
         rngs: nnx.Rngs,
     ):
         del num_users  # user-id free; kept so every recsys config has the same keys
-        if input_shape != ():
-            raise ValueError(f"sasrec takes user ids int [batch] (input_shape ()), got input_shape {input_shape}")
+        check_sizes("sasrec", input_shape, num_items=num_classes, dim=dim)
         self.num_items, self.max_len, self.dtype = num_classes, max_len, dtype
         self.item_emb = table(num_classes, dim, std=init_std, row_multiple=row_multiple, param_dtype=param_dtype,
                               rngs=rngs)  # fmt: skip

@@ -23,7 +23,7 @@ from flax import nnx
 
 from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.softmax import Constant, proposal_probs
-from jaxdl.models.recsys._tables import lookup, table
+from jaxdl.models.recsys._tables import check_sizes, lookup, table
 
 AGE_BUCKETS, YEAR_BUCKETS = 10, 18  # decades 0..90+; (year - 1920) // 5 clipped to 1..16, 0 = unknown
 
@@ -68,8 +68,7 @@ class Model(nnx.Module):
         label_counts=None,
         rngs: nnx.Rngs,
     ):
-        if input_shape != ():
-            raise ValueError(f"two_tower takes user ids int [batch] (input_shape ()), got input_shape {input_shape}")
+        check_sizes("two_tower", input_shape, num_users=num_users, num_items=num_classes, dim=dim)
         if catalogue != "movielens":
             raise ValueError(f"config.model.catalogue={catalogue!r}: the only item catalogue is 'movielens'")
         if temperature <= 0:
