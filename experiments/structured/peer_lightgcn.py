@@ -72,7 +72,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=0, help="override the epochs (a quick check); 0: the table's")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    peer = load(RUN_RECBOLE, "run_recbole")  # scores_for, evaluate, load_metrics
+    peer = load(RUN_RECBOLE, "run_recbole")  # recbole_config, scores_for, evaluate, load_metrics
     M = peer.load_metrics()
     ev = np.load(os.path.join(args.splits, "loo_eval.npz"))
     torch.set_num_threads(1)
@@ -83,13 +83,7 @@ def main():
             records = json.load(f)["records"]
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = dict(
-                data_path=args.splits, benchmark_filename=["train", "valid", "test"], seed=seed,
-                reproducibility=True, device="cpu", use_gpu=False, show_progress=False, checkpoint_dir=tmp,
-                load_col={"inter": ["user_id", "item_id", "rating", "timestamp"]}, metrics=["Hit", "NDCG", "MRR"],
-                topk=[10], valid_metric="NDCG@10", eval_args=dict(mode="full", order="TO", group_by="user"),
-                eval_step=params["epochs"], stopping_step=1000, log_wandb=False, **params,
-            )  # fmt: skip
+            cfg = peer.recbole_config(args.splits, seed, tmp, params)
             config = Config(model=LightGCN, dataset="ml-100k-loo", config_dict=cfg)
             init_seed(seed, True)
             dataset = create_dataset(config)

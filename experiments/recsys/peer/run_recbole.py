@@ -109,6 +109,18 @@ def evaluate(M, scores, item, negatives, seen) -> dict:
                 ndcg10_full=M.ndcg(full, 10).mean(), mrr_full=M.mrr(full).mean(), coverage10=M.coverage(top, 1682))  # fmt: skip
 
 
+def recbole_config(splits: str, seed: int, checkpoint_dir: str, params: dict) -> dict:
+    """RecBole's config for our exported leave-one-out split (train/valid/test files in `splits`): CPU, full
+    ranking in time order per user, Hit/NDCG/MRR@10, evaluated once at the end; `params` the model's own."""
+    return dict(
+        data_path=splits, benchmark_filename=["train", "valid", "test"], seed=seed,
+        reproducibility=True, device="cpu", use_gpu=False, show_progress=False, checkpoint_dir=checkpoint_dir,
+        load_col={"inter": ["user_id", "item_id", "rating", "timestamp"]}, metrics=["Hit", "NDCG", "MRR"],
+        topk=[10], valid_metric="NDCG@10", eval_args=dict(mode="full", order="TO", group_by="user"),
+        eval_step=params["epochs"], stopping_step=1000, log_wandb=False, **params,
+    )  # fmt: skip
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--splits", default="/tmp/recsys_splits")
@@ -129,13 +141,7 @@ def main():
         params = dict(params, epochs=args.epochs or params["epochs"])
         for seed in [int(s) for s in args.seeds.split(",")]:
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = dict(
-                    data_path=args.splits, benchmark_filename=["train", "valid", "test"], seed=seed,
-                    reproducibility=True, device="cpu", use_gpu=False, show_progress=False, checkpoint_dir=tmp,
-                    load_col={"inter": ["user_id", "item_id", "rating", "timestamp"]}, metrics=["Hit", "NDCG", "MRR"],
-                    topk=[10], valid_metric="NDCG@10", eval_args=dict(mode="full", order="TO", group_by="user"),
-                    eval_step=params["epochs"], stopping_step=1000, log_wandb=False, **params,
-                )  # fmt: skip
+                cfg = recbole_config(args.splits, seed, tmp, params)
                 if name == "SASRec":  # sequential benchmark files: one row per example with its item_id_list
                     cfg["load_col"] = {"inter": ["user_id", "item_id_list", "item_id", "timestamp"]}
                 dataset_name = "ml-100k-seq" if name == "SASRec" else "ml-100k-loo"
