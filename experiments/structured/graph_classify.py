@@ -17,10 +17,8 @@ Writes graph_classify_results.csv / graph_classify_summary.json (mean ± sample 
 
 import argparse
 import csv
-import datetime
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -30,6 +28,7 @@ import networkx as nx
 import numpy as np
 import optax
 from flax import nnx
+from study_env import environment
 
 from jaxdl import models
 from jaxdl.layers import graph as gl
@@ -138,16 +137,7 @@ def main():
     rng = np.random.default_rng(0)
     train, test = dataset(N_TRAIN, rng), dataset(N_TEST, rng)
     bayes = float((test[1] == test[2]).mean())  # predicting the true structure class is Bayes-optimal
-    import flax
-
-    env = {
-        "device": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared)",
-        "date": datetime.date.today().isoformat(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "networkx": nx.__version__,
-    }
+    env = environment(networkx=nx.__version__)
     rows = []
     for kind in KINDS:
         for seed in range(a.seeds):

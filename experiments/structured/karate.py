@@ -14,10 +14,8 @@ Writes experiments/structured/karate_results.csv (one row per model and seed) an
 
 import argparse
 import csv
-import datetime
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -27,6 +25,7 @@ import networkx as nx
 import numpy as np
 import optax
 from flax import nnx
+from study_env import environment
 
 from jaxdl import models
 from jaxdl.layers import graph as gl
@@ -122,16 +121,7 @@ def main():
     if a.smoke:
         a.seeds, a.steps = 2, 20
     graph, labels = karate()
-    import flax
-
-    env = {
-        "device": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared)",
-        "date": datetime.date.today().isoformat(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "networkx": nx.__version__,
-    }
+    env = environment(networkx=nx.__version__)
     rows = []
     for kind in KINDS:
         for seed, acc, secs in train_gnn(kind, range(a.seeds), graph, labels, a.steps):

@@ -13,10 +13,8 @@ Flags: --heads (default softmax,crf), --folds (0,1,2,3,4), --steps (config defau
 """
 
 import csv
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +22,7 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import study_env  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRICS = ("f1", "precision", "recall", "accuracy", "invalid_rate")
@@ -73,18 +72,9 @@ def run_one(head: str, fold: int) -> dict:
 
 
 def environment() -> dict:
-    import flax
-    import jax
     import seqeval
 
-    return {
-        "device": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared)",
-        "date": datetime.date.today().isoformat(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "seqeval": getattr(seqeval, "__version__", "1.2.2"),
-    }
+    return study_env.environment(seqeval=getattr(seqeval, "__version__", "1.2.2"))
 
 
 def mean_std(xs: list[float]) -> dict:
