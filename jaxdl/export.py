@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime
 import glob
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -42,30 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from jaxdl.serve.artifact import sha256_file, weights_sha256  # the loader's hashes: one definition
+
 FORMAT = "jaxdl-artifact/1"
 FILES = ("model.stablehlo", "weights.npz", "preprocess.json", "selfcheck.npz", "reference.npz", "model.md")
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def weights_sha256(weights: dict[str, np.ndarray]) -> str:
-    """sha256 of the weights' content: for each name in sorted order, the name, dtype, shape and C-order bytes.
-    (`jaxdl.serve.artifact` recomputes it the same way.)"""
-    h = hashlib.sha256()
-    for name in sorted(weights):
-        a = np.ascontiguousarray(weights[name])
-        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------ preprocessing spec
 
 
 def _normalized(mean: float, std: float) -> list[dict]:

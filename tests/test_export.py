@@ -2,6 +2,7 @@
 in a fresh process that never imports the model code, and compared bitwise with the training code's own forward
 pass at two batch sizes; hashes catch tampering; bad workdirs and inputs fail with clear errors."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from deploy_helpers import trained_run
 from flax import nnx
 
 from jaxdl import data
-from jaxdl.export import export_run, preprocess_steps, weights_sha256
+from jaxdl.export import export_run, preprocess_steps
 from jaxdl.serve.artifact import Artifact, ArtifactError, apply_preprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +79,11 @@ def test_manifest_card_and_hashes(exported):
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert manifest["source"]["step"] == 30 and manifest["io"]["input_shape"] == [40]
     weights = dict(np.load(os.path.join(out, "weights.npz")))
-    assert manifest["weights_sha256"] == weights_sha256(weights)
+    h = hashlib.sha256()  # the documented content hash, recomputed here (jaxdl.serve.artifact.weights_sha256)
+    for name in sorted(weights):
+        a = np.ascontiguousarray(weights[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode() + a.tobytes())
+    assert manifest["weights_sha256"] == h.hexdigest()
     assert set(manifest["files"]) == {
         "model.stablehlo", "weights.npz", "preprocess.json", "selfcheck.npz", "reference.npz", "model.md"
     }  # fmt: skip

@@ -26,7 +26,7 @@ class ArtifactError(ValueError):
     """A missing, tampered or inconsistent artifact file, or an input that does not fit the artifact."""
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -34,8 +34,9 @@ def _sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _weights_sha256(weights: dict[str, np.ndarray]) -> str:
-    """The same content hash as `jaxdl.export.weights_sha256` (kept here so the loader imports nothing of jaxdl)."""
+def weights_sha256(weights: dict[str, np.ndarray]) -> str:
+    """sha256 of the weights' content: for each name in sorted order, the name, dtype, shape and C-order bytes (the
+    manifest's `weights_sha256`; `jaxdl.export` writes it with this function, so the two cannot drift apart)."""
     h = hashlib.sha256()
     for name in sorted(weights):
         a = np.ascontiguousarray(weights[name])
@@ -90,7 +91,7 @@ class Artifact:
             missing = sorted(set(io["weight_names"]) - set(self.weights))
             extra = sorted(set(self.weights) - set(io["weight_names"]))
             raise ArtifactError(f"weights.npz: names differ from the manifest (missing {missing}, unexpected {extra})")
-        if verify and _weights_sha256(self.weights) != self.manifest["weights_sha256"]:
+        if verify and weights_sha256(self.weights) != self.manifest["weights_sha256"]:
             raise ArtifactError("weights.npz: content sha256 differs from manifest.json weights_sha256")
         self.input_shape = tuple(io["input_shape"])
         self.input_dtype = np.dtype(io["input_dtype"])
@@ -106,7 +107,7 @@ class Artifact:
             path = os.path.join(self.directory, name)
             if not os.path.exists(path):
                 raise ArtifactError(f"{path} is missing (listed in manifest.json)")
-            got = _sha256_file(path)
+            got = sha256_file(path)
             if got != expected:
                 raise ArtifactError(
                     f"{path}: sha256 {got} does not match manifest.json ({expected}); the file was modified "
