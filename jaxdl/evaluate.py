@@ -14,9 +14,6 @@ import os
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "a jaxdl run directory (config.json + checkpoints/)", required=True)
-flags.DEFINE_list("evals", [], "evaluator names of the run's config.evals (default: all)")
-flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
 
 
 def evaluate(workdir: str, names: list[str] | None = None, step: int | None = None, devices=None) -> dict:
@@ -44,6 +41,14 @@ def evaluate(workdir: str, names: list[str] | None = None, step: int | None = No
     return results
 
 
+def define_flags() -> None:
+    """The command-line flags, defined only when this module runs as the program (so importing it beside
+    another jaxdl command cannot define a flag such as --workdir twice)."""
+    flags.DEFINE_string("workdir", None, "a jaxdl run directory (config.json + checkpoints/)", required=True)
+    flags.DEFINE_list("evals", [], "evaluator names of the run's config.evals (default: all)")
+    flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -57,4 +62,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -17,14 +17,21 @@ from ml_collections import config_flags
 from jaxdl import config as config_lib
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file, `path.py:arg`.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Where checkpoints, metrics.jsonl, TensorBoard events and config.json go.")
-flags.mark_flags_as_required(["config", "workdir"])
-# Multi-process jobs (jaxdl.parallel.distributed): flag > $JAXDL_COORDINATOR etc. > SLURM/MPI/TPU/k8s detection.
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (default: $JAXDL_COORDINATOR or detected).")
-flags.DEFINE_integer("num_processes", None, "Processes in the job (default: $JAXDL_NUM_PROCESSES or detected).")
-flags.DEFINE_integer("process_id", None, "This process's index (default: $JAXDL_PROCESS_ID or detected).")
-flags.DEFINE_float("distributed_timeout_s", 300, "Seconds to wait for all processes before failing with an error.")
+
+
+def define_flags() -> None:
+    """The command-line flags, defined only when this module runs as the program (so importing it beside
+    another jaxdl command cannot define a flag such as --workdir twice)."""
+    config_flags.DEFINE_config_file("config", None, "Experiment config file, `path.py:arg`.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Where checkpoints, metrics.jsonl, TensorBoard events and config.json go.")
+    flags.mark_flags_as_required(["config", "workdir"])
+    # Multi-process jobs (jaxdl.parallel.distributed): flag > $JAXDL_COORDINATOR etc. > SLURM/MPI/TPU/k8s detection.
+    flags.DEFINE_string(
+        "coordinator_address", None, "host:port of process 0 (default: $JAXDL_COORDINATOR or detected)."
+    )
+    flags.DEFINE_integer("num_processes", None, "Processes in the job (default: $JAXDL_NUM_PROCESSES or detected).")
+    flags.DEFINE_integer("process_id", None, "This process's index (default: $JAXDL_PROCESS_ID or detected).")
+    flags.DEFINE_float("distributed_timeout_s", 300, "Seconds to wait for all processes before failing with an error.")
 
 
 def main(argv: list[str]) -> None:
@@ -46,4 +53,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

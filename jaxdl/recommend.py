@@ -15,11 +15,6 @@ import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "a jaxdl run directory trained on a MovieLens dataset", required=True)
-flags.DEFINE_integer("user", None, "MovieLens user id (1-based, as in the data files)", required=True)
-flags.DEFINE_integer("k", 10, "number of recommendations")
-flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
-flags.DEFINE_bool("include_seen", False, "also recommend items the user rated in the run's training split")
 
 
 def train_rows(dataset: str, data) -> np.ndarray:
@@ -80,6 +75,16 @@ def recommend(workdir: str, user_id: int, k: int = 10, step: int | None = None, 
     ]
 
 
+def define_flags() -> None:
+    """The command-line flags, defined only when this module runs as the program (so importing it beside
+    another jaxdl command cannot define a flag such as --workdir twice)."""
+    flags.DEFINE_string("workdir", None, "a jaxdl run directory trained on a MovieLens dataset", required=True)
+    flags.DEFINE_integer("user", None, "MovieLens user id (1-based, as in the data files)", required=True)
+    flags.DEFINE_integer("k", 10, "number of recommendations")
+    flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
+    flags.DEFINE_bool("include_seen", False, "also recommend items the user rated in the run's training split")
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # checkpoint restore logs
@@ -93,4 +98,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -20,6 +20,7 @@ import csv
 import json
 import os
 import statistics
+import sys
 import time
 
 import jax
@@ -28,7 +29,9 @@ import networkx as nx
 import numpy as np
 import optax
 from flax import nnx
-from study_env import environment
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # study_env beside this file
+from study_env import environment  # noqa: E402
 
 from jaxdl import models
 from jaxdl.layers import graph as gl

@@ -28,12 +28,6 @@ from absl import app, flags
 
 MAX_REQUESTS = 100_000  # the bound: no setting sends more
 
-flags.DEFINE_string("artifact", None, "artifact folder (python -m jaxdl.export)", required=True)
-flags.DEFINE_string("out", None, "JSON file to write the results to")
-flags.DEFINE_list("settings", ["1:0", "8:2", "32:5"], "max_batch_size:max_wait_ms pairs")
-flags.DEFINE_integer("requests", 2000, "requests per setting")
-flags.DEFINE_integer("concurrency", 32, "client threads")
-flags.DEFINE_integer("rows", 1, "examples per request")
 FLAGS = flags.FLAGS
 
 
@@ -122,6 +116,17 @@ def run_setting(artifact: str, examples: np.ndarray, max_batch: int, max_wait_ms
     }
 
 
+def define_flags() -> None:
+    """The command-line flags, defined only when this module runs as the program (so importing it beside
+    another jaxdl command cannot define a flag such as --workdir twice)."""
+    flags.DEFINE_string("artifact", None, "artifact folder (python -m jaxdl.export)", required=True)
+    flags.DEFINE_string("out", None, "JSON file to write the results to")
+    flags.DEFINE_list("settings", ["1:0", "8:2", "32:5"], "max_batch_size:max_wait_ms pairs")
+    flags.DEFINE_integer("requests", 2000, "requests per setting")
+    flags.DEFINE_integer("concurrency", 32, "client threads")
+    flags.DEFINE_integer("rows", 1, "examples per request")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -153,4 +158,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
