@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxdl.data import digits, fashion_mnist, fortune_topics, hironsan, mnist1d, movielens, text_corpora, translation
+from jaxdl.data import (
+    canvas,
+    digits,
+    fashion_mnist,
+    fortune_topics,
+    hironsan,
+    mnist1d,
+    movielens,
+    text_corpora,
+    translation,
+)
 from jaxdl.data.memory import read
 
 # name: (builder class, builder config or None, preprocess)
@@ -36,6 +46,8 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     **{f"hironsan_ner_fold{k}": (hironsan.HironsanNer, f"fold{k}", hironsan.preprocess) for k in range(hironsan.FOLDS)},
     **{f"movielens_u{k}": (movielens.MovielensRatings, f"u{k}", movielens.rating_preprocess) for k in range(1, 6)},
     "movielens_loo": (movielens.MovielensLoo, None, movielens.ranking_preprocess),
+    "canvas": (canvas.Canvas, None, canvas.preprocess),
+    "canvas_seg": (canvas.Canvas, None, canvas.seg_preprocess),
 }
 
 

@@ -1,0 +1,51 @@
+"""Detection on Fashion-MNIST canvases (jaxdl.data.canvas: 64x64, 1-6 real Fashion-MNIST objects on cluttered
+texture backgrounds, 8,000 train / 1,000 test canvases), COCO mAP with pycocotools (evaluator `coco_map`, which
+also reports our numpy mAP):
+
+    python -m jaxdl.main --config=experiments/detection/config.py:fcos --workdir=/tmp/runs/det_fcos
+    python -m jaxdl.main --config=experiments/detection/config.py:detr --workdir=/tmp/runs/det_detr
+Args: fcos | detr; `,smoke` for seconds; seed=N; steps=N (default 1,200).
+FCOS (`fcos`, task `detect`): backbone width 16 (channels 16/32/64/128), FPN 48 channels on strides 4/8/16, one
+conv per head tower. DETR (`detr`): the same backbone to stride 8, 2+2 post-norm transformer layers of width 64
+through jaxdl.layers.attention, 16 object queries, Hungarian matching by the JAX auction matcher, auxiliary losses,
+DETR's loss weights. Both (equal budget): AdamW 2e-3, 100 warmup steps + cosine, weight decay 1e-4, clip 10,
+batch 32, 1,200 steps (4.8 epochs). Measured (README.md; 2 shared CPU cores, seed 0): FCOS test mAP@[.5:.95]
+0.212, AP50 0.389 in 36 min; DETR mAP 0.0005 in 15 min (DETR converges far slower).
+"""
+
+import ml_collections
+
+from jaxdl import config as config_lib
+
+
+def get_config(arg: str = "fcos") -> ml_collections.ConfigDict:
+    a = config_lib.parse_arg(arg, model=("fcos", "detr"), seed=0, steps=1200)
+    c = config_lib.base()
+    c.seed = a.seed
+    c.data.name = "canvas"
+    c.data.batch_size = 32
+    c.data.eval_batch_size = 100
+    if a.model == "fcos":
+        c.model = ml_collections.ConfigDict(dict(name="fcos", width=16, features=48, head_convs=1))
+        c.task = ml_collections.ConfigDict(dict(name="detect"))
+        c.evals = ml_collections.ConfigDict({"main": dict(kind="coco_map", every=0)})
+    else:  # DETR's loss weights (class 1, L1 5, GIoU 2, no-object 0.1); mAP every 400 steps for the curve
+        c.model = ml_collections.ConfigDict(
+            dict(name="detr", width=16, dim=64, heads=4, mlp=128, enc_layers=2, dec_layers=2, queries=16)
+        )
+        c.task = ml_collections.ConfigDict(dict(name="detect", l1_weight=5.0, giou_weight=2.0, eos_weight=0.1))
+        c.evals = ml_collections.ConfigDict({"main": dict(kind="coco_map", every=400)})
+    c.mesh.data = 1
+    c.optim.name = "adamw"
+    c.optim.lr = 2e-3
+    c.optim.weight_decay = 1e-4
+    c.optim.schedule = "warmup_cosine"
+    c.optim.warmup_steps = 100
+    c.optim.clip_norm = 10.0
+    c.train.steps = a.steps
+    c.train.log_every = 100
+    c.train.eval_every = 0
+    c.train.checkpoint_every = 500
+    c.train.async_checkpoints = False
+    c.train.progress = False
+    return config_lib.shrink_for_smoke(c) if a.smoke else c
