@@ -62,6 +62,7 @@ def check_batch_keys(batch: dict, task: tasks.Task, config: ConfigDict) -> None:
             f"config.task.name={config.task.name!r} needs batch keys {list(task.batch_keys)}; dataset "
             f"{config.data.name!r} gives {sorted(batch)} (missing {missing})"
         )
+    task.check_batch(batch)  # the task's own check (e.g. pixel range), before compiling
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dict[str, float]:

@@ -26,6 +26,7 @@ from jaxdl.data import (
     translation,
 )
 from jaxdl.data.memory import read
+from jaxdl.data.unit_images import preprocess as unit_preprocess
 
 # name: (builder class, builder config or None, preprocess)
 DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
@@ -35,7 +36,9 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     "fashion_mnist": (fashion_mnist.FashionMnist, None, fashion_mnist.preprocess),
     "fashion_mnist_rotation": (fashion_mnist.FashionMnist, None, fashion_mnist.rotation_preprocess),
     "fashion_mnist_14": (fashion_mnist.FashionMnist, None, fashion_mnist.half_preprocess),
+    "fashion_mnist_unit": (fashion_mnist.FashionMnist, None, unit_preprocess),  # [0, 1]: generative models
     "digits": (digits.Digits, None, digits.preprocess),
+    "digits_unit": (digits.Digits, None, unit_preprocess),  # [0, 1]: generative-model tests
     "pydoc_bytes128": (text_corpora.PydocBytes, "bytes128", text_corpora.preprocess),
     "pydoc_bytes256": (text_corpora.PydocBytes, "bytes256", text_corpora.preprocess),
     "fortunes_bytes128": (text_corpora.FortunesBytes, "bytes128", text_corpora.preprocess),

@@ -81,6 +81,10 @@ class Task:
         """Extra keyword inputs of the model: `model(batch["input"], train=..., **model_inputs(batch))`."""
         return {k: v for k, v in batch.items() if k not in self.not_model_inputs}
 
+    def check_batch(self, batch: dict) -> None:
+        """The task's own check of the first training batch (host numpy arrays), run before the step compiles:
+        e.g. pixels in [0, 1] for a Bernoulli decoder. Fails naming the key and what was found; default: none."""
+
     # ---------------------------------------------------------------------------------------------- losses
     def loss(self, model: nnx.Module, batch: dict, rngs: nnx.Rngs) -> tuple[jax.Array, dict]:
         raise NotImplementedError(f"task {type(self).__name__} defines no loss")
