@@ -34,6 +34,18 @@ def test_study_sweeps_validate(study):
         ("experiments/language/config.py", "gpt"),
         ("experiments/language/config.py", "lstm,smoke"),
         ("experiments/residual/config.py", "smoke"),
+        ("experiments/speech/asr.py", ""),
+        ("experiments/speech/wavenet.py", "cond"),
+        ("experiments/generative/config.py", "ae"),
+        ("experiments/generative/config.py", "vae"),
+        ("experiments/generative/config.py", "dcgan"),
+        ("experiments/generative/config.py", "ddpm"),
+        ("experiments/detection/config.py", "fcos"),
+        ("experiments/detection/config.py", "detr"),
+        ("experiments/detection/segment.py", "unet"),
+        ("experiments/rl/ppo.py", "cartpole"),
+        ("experiments/rl/ppo.py", "acrobot"),
+        ("experiments/rl/alphazero.py", ""),
     ],
 )
 def test_single_run_configs_validate(path, arg):
