@@ -43,6 +43,13 @@ if [ ! -f "$FORTUNES_DIR/fortunes" ] && command -v apt-get >/dev/null 2>&1 && [ 
   (apt-get update -qq >/dev/null 2>&1 || true; apt-get install -y -qq fortunes >/dev/null 2>&1) \
     || echo "[setup] warning: could not install fortunes; fortunes runs/tests will say how to get it"
 fi
+# WordNet glosses for the Fashion-MNIST captions (jaxdl.data.captions) come from Debian's wordnet-base package.
+WORDNET_DIR="${JAXDL_WORDNET_DIR:-/usr/share/wordnet}"
+if [ ! -f "$WORDNET_DIR/data.noun" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] apt-get install wordnet-base"
+  (apt-get update -qq >/dev/null 2>&1 || true; apt-get install -y -qq wordnet-base >/dev/null 2>&1) \
+    || echo "[setup] warning: could not install wordnet-base; fmnist_captions runs/tests will say how to get it"
+fi
 # Speech (jaxdl.data.asterisk, experiments/speech): the Asterisk English prompts (recorded speech + transcripts),
 # and the ASR study's peer recognizer PocketSphinx with sox for resampling.
 if { [ ! -d /usr/share/asterisk/sounds/en_US_f_Allison ] || ! command -v pocketsphinx_continuous >/dev/null 2>&1 \

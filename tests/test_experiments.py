@@ -46,6 +46,10 @@ def test_study_sweeps_validate(study):
         ("experiments/rl/ppo.py", "cartpole"),
         ("experiments/rl/ppo.py", "acrobot"),
         ("experiments/rl/alphazero.py", ""),
+        ("experiments/clip/config.py", "infonce"),
+        ("experiments/clip/config.py", "siglip"),
+        ("experiments/efficient_convnets/config.py", "mobilenet_v2"),
+        ("experiments/efficient_convnets/config.py", "mbconv_se"),
     ],
 )
 def test_single_run_configs_validate(path, arg):

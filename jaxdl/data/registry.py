@@ -18,6 +18,7 @@ from jaxdl.data import (
     canvas,
     digits,
     fashion_mnist,
+    fmnist_captions,
     fortune_topics,
     hironsan,
     mnist1d,
@@ -39,6 +40,7 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     "fashion_mnist_unit": (fashion_mnist.FashionMnist, None, unit_preprocess),  # [0, 1]: generative models
     "digits": (digits.Digits, None, digits.preprocess),
     "digits_unit": (digits.Digits, None, unit_preprocess),  # [0, 1]: generative-model tests
+    "fmnist_captions": (fmnist_captions.FmnistCaptions, None, fmnist_captions.preprocess),
     "pydoc_bytes128": (text_corpora.PydocBytes, "bytes128", text_corpora.preprocess),
     "pydoc_bytes256": (text_corpora.PydocBytes, "bytes256", text_corpora.preprocess),
     "fortunes_bytes128": (text_corpora.FortunesBytes, "bytes128", text_corpora.preprocess),
