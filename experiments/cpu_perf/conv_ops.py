@@ -2,8 +2,12 @@
 either interpreter and times each convolution's forward, its input gradient and its weight gradient on LeNet's
 shapes (batch 256, fp32), plus the whole forward+backward+AdamW step.
 
-  python experiments/cpu_perf/conv_ops.py --framework=jax  [--layout=NHWC|NCHW]     # project venv
+  python experiments/cpu_perf/conv_ops.py --framework=jax  [--layout=NHWC|NCHW|im2col]     # project venv
   /tmp/peer_venv/bin/python experiments/cpu_perf/conv_ops.py --framework=torch        # side venv (README.md)
+
+`--layout=im2col`: the same NHWC convolution written as k·k shifted slices of the padded input stacked into patches
+[b, h', w', k·k·cin] and one matmul with the HWIO kernel reshaped to [k·k·cin, cout] (its gradients are what
+autodiff makes of slices and a dot); checked equal to `lax.conv_general_dilated` before timing.
 
 Prints one JSON line {op: median ms over --steps runs after 3 warm-up runs, "framework": ..., "xla_flags": ...}.
 """
@@ -34,13 +38,24 @@ def _jax_conv(name, b, hw, cin, cout, k, pad, layout, steps) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    dn = (layout, "HWIO" if layout == "NHWC" else "OIHW", layout)
-    xs = (b, hw, hw, cin) if layout == "NHWC" else (b, cin, hw, hw)
-    ws = (k, k, cin, cout) if layout == "NHWC" else (cout, cin, k, k)
+    nchw = layout == "NCHW"
+    dn = ("NCHW", "OIHW", "NCHW") if nchw else ("NHWC", "HWIO", "NHWC")
+    xs = (b, cin, hw, hw) if nchw else (b, hw, hw, cin)
+    ws = (cout, cin, k, k) if nchw else (k, k, cin, cout)
     x, w = jnp.asarray(rng.standard_normal(xs, np.float32)), jnp.asarray(rng.standard_normal(ws, np.float32))
 
-    def conv(x, w):
+    def lax_conv(x, w):
         return jax.lax.conv_general_dilated(x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=dn)
+
+    def im2col_conv(x, w):
+        xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        ho = xp.shape[1] - k + 1
+        patches = jnp.concatenate([xp[:, i : i + ho, j : j + ho, :] for i in range(k) for j in range(k)], axis=-1)
+        return patches @ w.reshape(k * k * cin, cout)
+
+    conv = im2col_conv if layout == "im2col" else lax_conv
+    if layout == "im2col":
+        np.testing.assert_allclose(im2col_conv(x, w), lax_conv(x, w), rtol=1e-4, atol=1e-3)
 
     g = jnp.ones_like(conv(x, w))
     fwd = jax.jit(conv)
@@ -90,7 +105,7 @@ def run_torch(steps: int) -> dict:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--framework", choices=("jax", "torch"), required=True)
-    p.add_argument("--layout", choices=("NHWC", "NCHW"), default="NHWC")
+    p.add_argument("--layout", choices=("NHWC", "NCHW", "im2col"), default="NHWC")
     p.add_argument("--steps", type=int, default=20)
     a = p.parse_args()
     out = run_jax(a.steps, a.layout) if a.framework == "jax" else run_torch(a.steps)
