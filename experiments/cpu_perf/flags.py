@@ -24,6 +24,7 @@ flags.DEFINE_string("out", "experiments/cpu_perf/flags.json", "JSON with every t
 flags.DEFINE_integer("repeats", 2, "Interleaved rounds over the flag sets.")
 flags.DEFINE_string("models", "lenet,resnet20", "Models (experiments/cpu_perf/run.py MODELS).")
 flags.DEFINE_integer("steps", 10, "Timed steps per model and round.")
+flags.DEFINE_list("sets", [], "Flag sets to time (default: all of FLAG_SETS).")
 FLAGS = flags.FLAGS
 
 # The XLA:CPU options that could change how convolutions and their gradients run (jax 0.12 / XLA of 2026-11):
@@ -37,6 +38,8 @@ FLAG_SETS = {
     "onednn_fusions": "--xla_cpu_experimental_onednn_fusion_type=dot,eltwise,reduce",
     "fast_runtime_preset": "--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_RUNTIME",
     "no_xnnpack": "--xla_cpu_use_xnnpack=false",
+    # thread pool: Eigen's intra-op threads off (one thread per op, as PyTorch with 1 thread) vs XLA's default
+    "eigen_single_thread": "--xla_cpu_multi_thread_eigen=false",
 }
 
 
@@ -60,9 +63,13 @@ def one(flag_set: str) -> dict:
 
 def main(argv):
     del argv
-    rounds = {name: [] for name in FLAG_SETS}
+    unknown = set(FLAGS.sets) - set(FLAG_SETS)
+    if unknown:
+        raise app.UsageError(f"--sets: unknown flag sets {sorted(unknown)}; known: {sorted(FLAG_SETS)}")
+    sets = FLAGS.sets or list(FLAG_SETS)
+    rounds = {name: [] for name in sets}
     for r in range(FLAGS.repeats):
-        for name in FLAG_SETS:
+        for name in sets:
             rounds[name].append(one(name))
             print(r, name, rounds[name][-1], flush=True)
     result = dict(
@@ -70,7 +77,7 @@ def main(argv):
         date=time.strftime("%Y-%m-%d"),
         cpus=os.cpu_count(),
         environment=environment(),
-        flag_sets=FLAG_SETS,
+        flag_sets={name: FLAG_SETS[name] for name in sets},
         rounds=rounds,
     )
     with open(FLAGS.out, "w") as f:
