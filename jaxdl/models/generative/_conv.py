@@ -1,11 +1,14 @@
 """The convolutional encoder / decoder pair the autoencoder and the VAE share, and the input checks of every
 generative model (images [H, W, C] with H and W divisible by 4, values in [0, 1])."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxdl.layers.conv import conv2d
 from jaxdl.layers.dense import dense
 from jaxdl.layers.dtypes import to_dtype
 
@@ -36,19 +39,8 @@ def check_images(x, shape: tuple[int, ...], what: str) -> None:
         )
 
 
-def conv(cin: int, cout: int, *, kernel: int = 3, stride: int = 1, dtype: str, param_dtype: str, rngs: nnx.Rngs):
-    """nnx.Conv [b, H, W, cin] -> [b, H/stride, W/stride, cout], SAME padding, LeCun-normal partitioned kernel."""
-    return nnx.Conv(
-        cin,
-        cout,
-        kernel_size=(kernel, kernel),
-        strides=(stride, stride),
-        padding="SAME",
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), CONV_AXES),
-        dtype=to_dtype(dtype),
-        param_dtype=to_dtype(param_dtype),
-        rngs=rngs,
-    )
+# the generative models' convolutions: biased, LeCun-normal kernels
+conv = functools.partial(conv2d, bias=True, init="lecun")
 
 
 def conv_up(cin: int, cout: int, *, dtype: str, param_dtype: str, rngs: nnx.Rngs):

@@ -7,18 +7,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.layers.conv import conv2d
 from jaxdl.layers.dense import dense
-
-
-def _conv(cin: int, cout: int, k: int, rngs: nnx.Rngs) -> nnx.Conv:
-    return nnx.Conv(cin, cout, (k, k), padding="SAME",
-                    kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, None, "embed", "mlp")),
-                    rngs=rngs)  # fmt: skip
 
 
 class Block(nnx.Module):
     def __init__(self, c: int, rngs: nnx.Rngs):
-        self.conv1, self.conv2 = _conv(c, c, 3, rngs), _conv(c, c, 3, rngs)
+        self.conv1, self.conv2 = (
+            conv2d(c, c, 3, bias=True, init="lecun", rngs=rngs),
+            conv2d(c, c, 3, bias=True, init="lecun", rngs=rngs),
+        )
         self.norm1, self.norm2 = nnx.LayerNorm(c, rngs=rngs), nnx.LayerNorm(c, rngs=rngs)
 
     def __call__(self, x):
@@ -46,10 +44,13 @@ class Model(nnx.Module):
             raise ValueError(f"policy_value_net needs [height, width, planes] observations, got {input_shape}")
         hgt, wid, planes = input_shape
         kw = dict(dtype="float32", param_dtype="float32", rngs=rngs)
-        self.stem = _conv(planes, channels, 3, rngs)
+        self.stem = conv2d(planes, channels, 3, bias=True, init="lecun", rngs=rngs)
         self.stem_norm = nnx.LayerNorm(channels, rngs=rngs)
         self.blocks = nnx.List([Block(channels, rngs) for _ in range(blocks)])
-        self.policy_conv, self.value_conv = _conv(channels, 2, 1, rngs), _conv(channels, 1, 1, rngs)
+        self.policy_conv, self.value_conv = (
+            conv2d(channels, 2, 1, bias=True, init="lecun", rngs=rngs),
+            conv2d(channels, 1, 1, bias=True, init="lecun", rngs=rngs),
+        )
         self.policy = dense(hgt * wid * 2, num_classes, ("mlp", "vocab"), **kw)
         self.value1 = dense(hgt * wid, value_hidden, ("embed", "mlp"), **kw)
         self.value2 = dense(value_hidden, 1, ("mlp", "vocab"), **kw)

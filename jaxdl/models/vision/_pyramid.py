@@ -10,26 +10,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.layers.dtypes import to_dtype
+from jaxdl.layers.conv import conv2d
 from jaxdl.layers.norm import apply_norm, check_norm, make_norm
 from jaxdl.models.vision.resnet import Block
 
 
-def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1, *, bias: bool = False, bias_init=None, **kw):
-    """A SAME-padded 2-D conv [b, h, w, cin] -> [b, h/stride, w/stride, cout] (kaiming-normal kernel)."""
-    return nnx.Conv(
-        cin,
-        cout,
-        kernel_size=(kernel, kernel),
-        strides=(stride, stride),
-        padding="SAME",
-        use_bias=bias,
-        kernel_init=nnx.with_partitioning(nnx.initializers.kaiming_normal(), (None, None, "embed", "mlp")),
-        bias_init=bias_init or nnx.initializers.zeros_init(),
-        dtype=to_dtype(kw["dtype"]),
-        param_dtype=to_dtype(kw["param_dtype"]),
-        rngs=kw["rngs"],
-    )
+def check_input_shape(model: str, input_shape, multiple: int = 16) -> None:
+    """The backbone's stride-16 stage needs [height, width, channels] inputs with height and width multiples of 16."""
+    if len(input_shape) != 3 or input_shape[0] % multiple or input_shape[1] % multiple:
+        raise ValueError(
+            f"{model} expects [height, width, channels] inputs with height and width multiples of {multiple}, "
+            f"got input_shape={input_shape}"
+        )
 
 
 class Backbone(nnx.Module):
@@ -39,7 +31,7 @@ class Backbone(nnx.Module):
         check_norm(norm)
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.channels = tuple(width * m for m in (1, 2, 4, 8))
-        self.stem = conv(cin, self.channels[0], 3, 2, **kw)
+        self.stem = conv2d(cin, self.channels[0], 3, 2, **kw)
         self.stem_norm = make_norm(norm, self.channels[0], groups=groups, **kw)
         blocks, c = [], self.channels[0]
         for i, cout in enumerate(self.channels):
@@ -65,8 +57,8 @@ class FPN(nnx.Module):
     """Backbone levels [b, h_i, w_i, c_i] (each half the previous) -> same levels with `features` channels."""
 
     def __init__(self, channels: tuple[int, ...], features: int, **kw):
-        self.lateral = nnx.List([conv(c, features, 1, bias=True, **kw) for c in channels])
-        self.output = nnx.List([conv(features, features, 3, bias=True, **kw) for _ in channels])
+        self.lateral = nnx.List([conv2d(c, features, 1, bias=True, **kw) for c in channels])
+        self.output = nnx.List([conv2d(features, features, 3, bias=True, **kw) for _ in channels])
 
     def __call__(self, levels: list[jax.Array]) -> list[jax.Array]:
         lat = [f(x) for f, x in zip(self.lateral, levels, strict=True)]

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdl.layers.attention import Attention
+from jaxdl.layers.conv import conv2d
 from jaxdl.layers.dense import dense
-from jaxdl.models.vision._pyramid import Backbone, conv
+from jaxdl.models.vision._pyramid import Backbone, check_input_shape
 
 
 class _Layer(nnx.Module):
@@ -61,16 +62,12 @@ class Model(nnx.Module):
         param_dtype: str = "float32",
         rngs: nnx.Rngs,
     ):
-        if len(input_shape) != 3 or input_shape[0] % 16 or input_shape[1] % 16:
-            raise ValueError(
-                f"detr expects [height, width, channels] inputs with height and width multiples of 16, "
-                f"got input_shape={input_shape}"
-            )
+        check_input_shape("detr", input_shape)
         if queries < 1 or dec_layers < 1:
             raise ValueError(f"config.model.queries={queries} and dec_layers={dec_layers} must be >= 1")
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.backbone = Backbone(input_shape[-1], width=width, norm="group", groups=8, **kw)
-        self.proj = conv(self.backbone.channels[2], dim, 1, bias=True, **kw)
+        self.proj = conv2d(self.backbone.channels[2], dim, 1, bias=True, **kw)
         tokens = (input_shape[0] // 8) * (input_shape[1] // 8)
         init = nnx.initializers.normal(0.02)
         self.pos = nnx.Param(init(rngs.params(), (tokens, dim)))

@@ -21,8 +21,9 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.layers import boxes as box_ops
+from jaxdl.layers.conv import conv2d
 from jaxdl.layers.norm import apply_norm, make_norm
-from jaxdl.models.vision._pyramid import FPN, Backbone, conv
+from jaxdl.models.vision._pyramid import FPN, Backbone, check_input_shape
 
 STRIDES = (4, 8, 16)
 RANGES = ((0.0, 16.0), (16.0, 32.0), (32.0, np.inf))
@@ -60,11 +61,7 @@ class Model(nnx.Module):
         param_dtype: str = "float32",
         rngs: nnx.Rngs,
     ):
-        if len(input_shape) != 3 or input_shape[0] % STRIDES[-1] or input_shape[1] % STRIDES[-1]:
-            raise ValueError(
-                f"fcos expects [height, width, channels] inputs with height and width multiples of {STRIDES[-1]}, "
-                f"got input_shape={input_shape}"
-            )
+        check_input_shape("fcos", input_shape, STRIDES[-1])
         if radius <= 0:
             raise ValueError(f"config.model.radius={radius} must be > 0")
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -74,14 +71,14 @@ class Model(nnx.Module):
         def tower():
             layers = []
             for _ in range(head_convs):
-                layers += [conv(features, features, 3, **kw), make_norm("group", features, groups=groups, **kw)]
+                layers += [conv2d(features, features, 3, **kw), make_norm("group", features, groups=groups, **kw)]
             return nnx.List(layers)
 
         self.cls_tower, self.box_tower = tower(), tower()
         prior = nnx.initializers.constant(-float(np.log((1 - 0.01) / 0.01)))
-        self.cls_out = conv(features, num_classes, 3, bias=True, bias_init=prior, **kw)
-        self.box_out = conv(features, 4, 3, bias=True, **kw)
-        self.ctr_out = conv(features, 1, 3, bias=True, **kw)
+        self.cls_out = conv2d(features, num_classes, 3, bias=True, bias_init=prior, **kw)
+        self.box_out = conv2d(features, 4, 3, bias=True, **kw)
+        self.ctr_out = conv2d(features, 1, 3, bias=True, **kw)
         self.scales = nnx.Param(jnp.ones((len(STRIDES),), jnp.float32))
         self.size, self.num_classes, self.radius = tuple(input_shape[:2]), num_classes, float(radius)
 

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.layers.conv import conv2d
 from jaxdl.layers.dense import dense
-from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.norm import apply_norm, check_norm, make_norm
 from jaxdl.layers.remat import remat as remat_fn
 
@@ -46,29 +46,12 @@ def make_divisible(v: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * v else new
 
 
-def _conv(cin, cout, kernel, stride=1, *, groups=1, bias=False, dtype, param_dtype, rngs) -> nnx.Conv:
-    axes = (None, None, None, "mlp") if groups > 1 else (None, None, "embed", "mlp")
-    return nnx.Conv(
-        cin,
-        cout,
-        kernel_size=(kernel, kernel),
-        strides=(stride, stride),
-        padding="SAME",
-        feature_group_count=groups,
-        use_bias=bias,
-        kernel_init=nnx.with_partitioning(nnx.initializers.kaiming_normal(), axes),
-        dtype=to_dtype(dtype),
-        param_dtype=to_dtype(param_dtype),
-        rngs=rngs,
-    )
-
-
 class SqueezeExcite(nnx.Module):
     """[b, h, w, c] -> the same, channels scaled by sigmoid(W2 act(W1 mean_hw(x) + b1) + b2)."""
 
     def __init__(self, channels: int, squeeze: int, act, **kw):
-        self.reduce = _conv(channels, squeeze, 1, bias=True, **kw)
-        self.expand = _conv(squeeze, channels, 1, bias=True, **kw)
+        self.reduce = conv2d(channels, squeeze, 1, bias=True, **kw)
+        self.expand = conv2d(squeeze, channels, 1, bias=True, **kw)
         self.act = act
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -83,13 +66,13 @@ class InvertedResidual(nnx.Module):
         hidden = cin * expansion
         nkw = dict(dtype=kw["dtype"], param_dtype=kw["param_dtype"], rngs=kw["rngs"])
         if expansion != 1:
-            self.expand, self.expand_norm = _conv(cin, hidden, 1, **kw), make_norm(norm, hidden, **nkw)
+            self.expand, self.expand_norm = conv2d(cin, hidden, 1, **kw), make_norm(norm, hidden, **nkw)
         else:
             self.expand = self.expand_norm = None
-        self.depthwise = _conv(hidden, hidden, 3, stride, groups=hidden, **kw)
+        self.depthwise = conv2d(hidden, hidden, 3, stride, groups=hidden, **kw)
         self.depthwise_norm = make_norm(norm, hidden, **nkw)
         self.se = SqueezeExcite(hidden, max(1, int(cin * se_ratio)), act, **kw) if se_ratio > 0 else None
-        self.project, self.project_norm = _conv(hidden, cout, 1, **kw), make_norm(norm, cout, **nkw)
+        self.project, self.project_norm = conv2d(hidden, cout, 1, **kw), make_norm(norm, cout, **nkw)
         self.residual = stride == 1 and cin == cout
         self.act = act
 
@@ -142,7 +125,7 @@ class Model(nnx.Module):
         act = ACTIVATIONS[activation]
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         cin = make_divisible(stem_channels * width)
-        self.stem, self.stem_norm = _conv(input_shape[-1], cin, 3, **kw), make_norm(norm, cin, **kw)
+        self.stem, self.stem_norm = conv2d(input_shape[-1], cin, 3, **kw), make_norm(norm, cin, **kw)
         blocks = []
         for t, c, n, s in SETTINGS[settings]:
             cout = make_divisible(c * width)
@@ -153,7 +136,7 @@ class Model(nnx.Module):
                 cin = cout
         self.blocks = nnx.List(blocks)
         last = make_divisible(last_channels * max(1.0, width))
-        self.last, self.last_norm = _conv(cin, last, 1, **kw), make_norm(norm, last, **kw)
+        self.last, self.last_norm = conv2d(cin, last, 1, **kw), make_norm(norm, last, **kw)
         self.dropout = nnx.Dropout(dropout)
         self.head = dense(last, num_classes, ("embed", "vocab"), **kw)
         self.act, self.remat = act, remat

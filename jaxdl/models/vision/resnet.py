@@ -11,28 +11,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.layers.conv import conv2d
 from jaxdl.layers.dense import dense
-from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.norm import apply_norm, check_norm, make_norm
 from jaxdl.layers.remat import remat as remat_fn
 
 WIDTHS = (16, 32, 64)
-
-
-def _conv(cin: int, cout: int, stride: int, *, dtype: str, param_dtype: str, rngs: nnx.Rngs) -> nnx.Conv:
-    init = nnx.with_partitioning(nnx.initializers.kaiming_normal(), (None, None, "embed", "mlp"))
-    return nnx.Conv(
-        cin,
-        cout,
-        kernel_size=(3, 3),
-        strides=(stride, stride),
-        padding="SAME",
-        use_bias=False,
-        kernel_init=init,
-        dtype=to_dtype(dtype),
-        param_dtype=to_dtype(param_dtype),
-        rngs=rngs,
-    )
 
 
 def shortcut_a(x: jax.Array, cout: int, stride: int) -> jax.Array:
@@ -48,8 +32,8 @@ def shortcut_a(x: jax.Array, cout: int, stride: int) -> jax.Array:
 class Block(nnx.Module):
     def __init__(self, cin: int, cout: int, stride: int, *, norm: str, groups: int, residual: bool, **kw):
         nkw = dict(groups=groups, dtype=kw["dtype"], param_dtype=kw["param_dtype"], rngs=kw["rngs"])
-        self.conv1, self.norm1 = _conv(cin, cout, stride, **kw), make_norm(norm, cout, **nkw)
-        self.conv2, self.norm2 = _conv(cout, cout, 1, **kw), make_norm(norm, cout, **nkw)
+        self.conv1, self.norm1 = conv2d(cin, cout, 3, stride, **kw), make_norm(norm, cout, **nkw)
+        self.conv2, self.norm2 = conv2d(cout, cout, 3, 1, **kw), make_norm(norm, cout, **nkw)
         self.cout, self.stride, self.residual = cout, stride, residual
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -87,7 +71,7 @@ class Model(nnx.Module):
         n = (depth - 2) // 6
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         widths = [w * width for w in WIDTHS]
-        self.stem = _conv(input_shape[-1], widths[0], 1, **kw)
+        self.stem = conv2d(input_shape[-1], widths[0], 3, 1, **kw)
         self.stem_norm = make_norm(norm, widths[0], groups=groups, **kw)
         blocks, cin = [], widths[0]
         for stage, cout in enumerate(widths):

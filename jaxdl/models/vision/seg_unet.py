@@ -10,17 +10,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.layers.conv import conv2d
 from jaxdl.layers.norm import apply_norm, make_norm
-from jaxdl.models.vision._pyramid import Backbone, conv, upsample2
+from jaxdl.models.vision._pyramid import Backbone, check_input_shape, upsample2
 
 
 class Up(nnx.Module):
     """upsample x2, concat skip, 2 x (conv3x3, norm, ReLU): [b, h, w, cin] + [b, 2h, 2w, cskip] -> [b, 2h, 2w, cout]."""
 
     def __init__(self, cin: int, cskip: int, cout: int, *, norm: str, groups: int, **kw):
-        self.conv1 = conv(cin + cskip, cout, 3, **kw)
+        self.conv1 = conv2d(cin + cskip, cout, 3, **kw)
         self.norm1 = make_norm(norm, cout, groups=groups, **kw)
-        self.conv2 = conv(cout, cout, 3, **kw)
+        self.conv2 = conv2d(cout, cout, 3, **kw)
         self.norm2 = make_norm(norm, cout, groups=groups, **kw)
 
     def __call__(self, x: jax.Array, skip: jax.Array, train: bool) -> jax.Array:
@@ -44,14 +45,10 @@ class Model(nnx.Module):
         param_dtype: str = "float32",
         rngs: nnx.Rngs,
     ):
-        if len(input_shape) != 3 or input_shape[0] % 16 or input_shape[1] % 16:
-            raise ValueError(
-                f"unet expects [height, width, channels] inputs with height and width multiples of 16, "
-                f"got input_shape={input_shape}"
-            )
+        check_input_shape("seg_unet", input_shape)
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.backbone = Backbone(input_shape[-1], width=width, norm=norm, groups=groups, **kw)
-        self.stem = conv(input_shape[-1], width, 3, **kw)
+        self.stem = conv2d(input_shape[-1], width, 3, **kw)
         self.stem_norm = make_norm(norm, width, groups=groups, **kw)
         ch = self.backbone.channels  # strides 2, 4, 8, 16
         skips = (width, *ch[:-1])  # strides 1, 2, 4, 8
@@ -60,7 +57,7 @@ class Model(nnx.Module):
             ups.append(Up(cin, cskip, cskip, norm=norm, groups=groups, **kw))
             cin = cskip
         self.ups = nnx.List(ups)
-        self.out = conv(cin, num_classes, 1, bias=True, **kw)
+        self.out = conv2d(cin, num_classes, 1, bias=True, **kw)
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
         del rngs  # no dropout
