@@ -40,6 +40,13 @@ FLAG_SETS = {
     "no_xnnpack": "--xla_cpu_use_xnnpack=false",
     # thread pool: Eigen's intra-op threads off (one thread per op, as PyTorch with 1 thread) vs XLA's default
     "eigen_single_thread": "--xla_cpu_multi_thread_eigen=false",
+    # convolutions as library calls, one per convolution (LibraryFusionType INDIVIDUAL_CONVOLUTION): oneDNN's
+    # convolution primitives (what PyTorch eager calls on x86) need the oneDNN runtime on as well; YNNPACK's
+    "onednn_conv": "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=individual_convolution",
+    "onednn_conv_dot": "--xla_cpu_use_onednn=true"
+    " --xla_cpu_experimental_onednn_fusion_type=individual_convolution,individual_dot",
+    "onednn_conv_only_type": "--xla_cpu_experimental_onednn_fusion_type=individual_convolution",
+    "ynn_conv": "--xla_cpu_experimental_ynn_fusion_type=individual_convolution",
 }
 
 

@@ -41,13 +41,19 @@ from jaxdl import data, models  # noqa: E402
 from jaxdl.metrics import environment, read_metrics  # noqa: E402
 from jaxdl.steptime import compile_step, time_steps  # noqa: E402
 
-flags.DEFINE_string("out", "experiments/cpu_perf/results.json", "JSON with every timing.")
-flags.DEFINE_string("peer_python", "", "Python of the side virtualenv with torch ('' skips the PyTorch column).")
-flags.DEFINE_integer("repeats", 3, "Interleaved repeats of each main-job measurement.")
-flags.DEFINE_integer("main_steps", 1500, "Steps per main-job measurement.")
-flags.DEFINE_integer("model_steps", 20, "Timed steps per model (after 3 warm-up steps).")
-flags.DEFINE_string("models", "lenet,resnet20,gpt", "Models to time beside PyTorch.")
-flags.DEFINE_integer("model_rounds", 2, "Alternating JAX / PyTorch rounds per model (the median is kept).")
+
+def define_flags() -> None:
+    """The command's flags, defined only when run as a script (profile_step.py imports MODELS / model_config)."""
+    flags.DEFINE_string("out", "experiments/cpu_perf/results.json", "JSON with every timing.")
+    flags.DEFINE_string("peer_python", "", "Python of the side virtualenv with torch ('' skips the PyTorch column).")
+    flags.DEFINE_integer("repeats", 3, "Interleaved repeats of each main-job measurement.")
+    flags.DEFINE_integer("main_steps", 1500, "Steps per main-job measurement.")
+    flags.DEFINE_integer("model_steps", 20, "Timed steps per model (after 3 warm-up steps).")
+    flags.DEFINE_string("models", "lenet,resnet20,gpt", "Models to time beside PyTorch.")
+    flags.DEFINE_integer("peer_threads", 0, "PyTorch intra-op threads (0: its default, the machine's cores).")
+    flags.DEFINE_integer("model_rounds", 2, "Alternating JAX / PyTorch rounds per model (the median is kept).")
+
+
 FLAGS = flags.FLAGS
 
 MAIN_CONFIG = "experiments/mnist1d/config.py:cnn"
@@ -167,7 +173,7 @@ def peer_times(steps: int) -> dict:
     if not FLAGS.peer_python:
         return {}
     cmd = [FLAGS.peer_python, os.path.join(ROOT, "experiments/cpu_perf/torch_peer.py"), f"--steps={steps}"]
-    cmd += [f"--models={FLAGS.models}"]
+    cmd += [f"--models={FLAGS.models}", f"--threads={FLAGS.peer_threads}"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": ""})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -233,4 +239,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -130,7 +130,10 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--models", default="lenet,resnet20,gpt")
     p.add_argument("--no_compile", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     out = {}
     for name in a.models.split(","):
         out[name] = {"torch_eager_ms": time_step(name, False, a.steps)}

@@ -11,6 +11,7 @@ from flax import nnx
 
 from jaxdl.layers.dense import dense
 from jaxdl.layers.dtypes import to_dtype
+from jaxdl.layers.pool import max_pool
 from jaxdl.layers.remat import remat as remat_fn
 
 
@@ -44,7 +45,7 @@ class Model(nnx.Module):
         self.remat = remat
 
     def __call__(self, x: jnp.ndarray, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jnp.ndarray:
-        pool = lambda h: nnx.max_pool(h, (2, 2), strides=(2, 2))
+        pool = lambda h: max_pool(h, (2, 2))
         conv = remat_fn(lambda layer, h: pool(nnx.relu(layer(h))), self.remat)
         h = conv(self.conv2, conv(self.conv1, x))
         h = h.reshape(h.shape[0], -1)

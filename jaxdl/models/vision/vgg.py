@@ -12,6 +12,7 @@ from flax import nnx
 from jaxdl.layers.dense import dense
 from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.norm import apply_norm, check_norm, make_norm
+from jaxdl.layers.pool import max_pool
 
 
 class Model(nnx.Module):
@@ -61,7 +62,7 @@ class Model(nnx.Module):
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = nnx.relu(apply_norm(norm, conv(x), train))
             if (i + 1) % self.per_stage == 0:
-                x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool(x, (2, 2))
         x = nnx.relu(self.fc(x.reshape(x.shape[0], -1)))
         x = self.dropout(x, deterministic=not train, rngs=rngs)
         return self.head(x).astype(jnp.float32)
