@@ -3,7 +3,7 @@ computed here, written to results.csv / results.json / results.md (the README's 
 (commands: README.md).
 
     python experiments/recsys/study.py --mf=/tmp/runs/recsys_mf --bpr=/tmp/runs/recsys_bpr \
-        --neumf=/tmp/runs/recsys_neumf --out=experiments/recsys
+        --neumf=/tmp/runs/recsys_neumf --deepfm=/tmp/runs/recsys_deepfm --out=experiments/recsys
 
 Rating table: RMSE / MAE per fold u1..u5 (jaxdl MF: mean over its seeds; Surprise SVD / SVD++: mean over its
 seeds), then mean ± sample std (ddof=1) over the n = 5 fold means. Baselines on the same folds: the global mean and
@@ -30,6 +30,7 @@ flags.DEFINE_string("mf", "/tmp/runs/recsys_mf", "jaxdl.ablate workdir of config
 flags.DEFINE_string("bpr", "/tmp/runs/recsys_bpr", "jaxdl.ablate workdir of config.py:bpr")
 flags.DEFINE_string("neumf", "/tmp/runs/recsys_neumf", "jaxdl.ablate workdir of config.py:neumf")
 flags.DEFINE_string("two_tower", "/tmp/runs/recsys_two_tower", "jaxdl.ablate workdir of config.py:two_tower")
+flags.DEFINE_string("deepfm", "/tmp/runs/recsys_deepfm", "jaxdl.ablate workdir of config.py:deepfm")
 flags.DEFINE_string("peer_dir", os.path.join(HERE, "peer"), "folder with surprise_*.json and recbole.json")
 flags.DEFINE_string("out", HERE, "where results.csv / results.json go")
 FLAGS = flags.FLAGS
@@ -122,7 +123,8 @@ def popularity(data) -> dict:
 
 def topk_rows(data) -> list[dict]:
     rows = []
-    named = (("jaxdl BPR-MF", FLAGS.bpr), ("jaxdl NeuMF", FLAGS.neumf), ("jaxdl two-tower + logQ", FLAGS.two_tower))
+    named = (("jaxdl BPR-MF", FLAGS.bpr), ("jaxdl NeuMF", FLAGS.neumf), ("jaxdl DeepFM", FLAGS.deepfm),
+             ("jaxdl two-tower + logQ", FLAGS.two_tower))  # fmt: skip
     for name, workdir in named:
         rs = runs(workdir)
         if rs:
@@ -197,6 +199,7 @@ def main(_):
         "bpr": runs(FLAGS.bpr),
         "neumf": runs(FLAGS.neumf),
         "two_tower": runs(FLAGS.two_tower),
+        "deepfm": runs(FLAGS.deepfm),
     }
     with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
         json.dump(dict(environment=environment(), rows=rows, jaxdl_runs=per_run), f, indent=1)

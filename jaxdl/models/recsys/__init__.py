@@ -2,7 +2,8 @@
 `mf` (biased matrix factorization; `biases=False` is BPR-MF's plain dot product), `neumf` (He et al. 2017: GMF +
 MLP towers), `two_tower` (user / item towers with side features, in-batch softmax + logQ), `sasrec` (Kang &
 McAuley 2018, from the project's attention and MLP layers), `lightgcn` (graph propagation over the train
-interactions).
+interactions), `deepfm` (Guo et al. 2017: FM + MLP over shared field embeddings of user, age, gender, occupation,
+item, genre bag and year).
 
 The interface the recsys tasks (`rating`, `ranking`) and evaluators (`rating`, `ranking`) use, with `user` int32
 [B] (the batch's "input"), item ids int32, and `**inputs` the batch's other model inputs (side features, history;
