@@ -34,6 +34,15 @@ OPTIM_DEFAULTS = dict(
     weight_decay=0.0,  # decoupled for adamw/lion/adafactor, L2 added to the gradient otherwise
     wd_mask="no_norm_bias",  # or "all"
     clip_norm=0.0,  # global-norm clipping before the optimizer; 0 = off
+    # magnitude pruning during training (jaxdl.compress.prune, Zhu & Gupta cubic schedule); target 0 = off
+    prune=dict(
+        target=0.0,  # final sparsity in [0, 1)
+        begin_step=0,  # first mask update
+        end_step=0,  # last mask update (reaches target); 0 = 3/4 of train.steps, rounded down to a multiple of every
+        every=100,  # steps between mask updates
+        scope="global",  # global: rank all pruned weights together; layer: the target in every leaf
+        params="kernel",  # comma-separated leaf names to prune (e.g. "kernel,embedding"); biases/norms never
+    ),
 )
 # the schema of config.data.augment (jaxdl.data.augment)
 CACHE_MODES = ("auto", "memory", "stream")  # config.data.cache (jaxdl.data.memory)

@@ -1,4 +1,5 @@
-"""Optimizers, schedules, clipping and weight-decay masks from `config.optim`, all built from optax.
+"""Optimizers, schedules, clipping, weight-decay masks and gradual magnitude pruning (`config.optim.prune`) from
+`config.optim`, all built from optax.
 
 Gradient accumulation is not here: the trainer's step scans over microbatches inside one jit.
 """
@@ -89,6 +90,9 @@ def make_optimizer(cfg: ConfigDict, total_steps: int) -> tuple[optax.GradientTra
     for key in defaults():
         if key not in cfg:
             _fail(key, "is missing (build the config on jaxdl.config.base())")
+    for key in defaults().prune:
+        if key not in cfg.prune:
+            _fail(f"prune.{key}", "is missing (build the config on jaxdl.config.base())")
     schedule = make_schedule(cfg, total_steps)
     if cfg.weight_decay < 0:
         _fail("weight_decay", f"must be >= 0, got {cfg.weight_decay}")
@@ -123,4 +127,57 @@ def make_optimizer(cfg: ConfigDict, total_steps: int) -> tuple[optax.GradientTra
         chain.append(optax.clip_by_global_norm(cfg.clip_norm))
     if wd > 0 and name not in DECOUPLED:
         chain.append(optax.add_decayed_weights(wd, mask=mask))  # L2: added to the gradient before scaling
-    return optax.chain(*chain, opt), schedule
+    prune = make_prune(cfg.prune, total_steps)
+    return optax.chain(*chain, opt, *([prune] if prune is not None else [])), schedule
+
+
+PRUNE_SCOPES = ("global", "layer")
+
+
+def prune_selector(names: str) -> Callable:
+    """params -> bool pytree: True on floating leaves with ndim >= 2 whose own name (the last path entry that is
+    not nnx's `value`) is one of the comma-separated `names` (e.g. "kernel"; biases and norm scales are 1-D)."""
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+
+    def select(params):
+        def keep(path, x):
+            own = [n for n in _path_names(path) if n != "value"]
+            floating = jnp.issubdtype(jnp.result_type(x), jnp.floating)
+            return bool(own) and own[-1] in wanted and jnp.ndim(x) >= 2 and floating
+
+        return jax.tree_util.tree_map_with_path(keep, params)
+
+    return select
+
+
+def make_prune(cfg: ConfigDict, total_steps: int) -> optax.GradientTransformation | None:
+    """`config.optim.prune` -> the Zhu & Gupta gradual magnitude-pruning transformation chained after the optimizer
+    (`jaxdl.compress.prune.magnitude_prune` with `cubic_schedule`), or None when `target` is 0.
+
+    The mask is updated every `every` steps from `begin_step` to `end_step` (sparsity rising as the cubic schedule
+    says, exactly `target` from `end_step` on) and pruned weights are held at exactly 0 by every step in between."""
+    from jaxdl.compress.prune import cubic_schedule, magnitude_prune  # compress imports optax only
+
+    if not 0.0 <= cfg.target < 1.0:
+        _fail("prune.target", f"must be in [0, 1), got {cfg.target}")
+    if cfg.target == 0.0:
+        return None
+    if cfg.scope not in PRUNE_SCOPES:
+        _fail("prune.scope", f"{cfg.scope!r} is not one of {PRUNE_SCOPES}")
+    if not cfg.params.strip(","):
+        _fail("prune.params", "must name at least one parameter leaf (e.g. 'kernel')")
+    every, begin = cfg.every, cfg.begin_step
+    if every < 1:
+        _fail("prune.every", f"must be >= 1, got {every}")
+    if not 0 <= begin < total_steps:
+        _fail("prune.begin_step", f"must be in [0, train.steps={total_steps}), got {begin}")
+    if cfg.end_step == 0:
+        end = begin + max((int(0.75 * total_steps) - begin) // every, 0) * every
+    else:
+        end = cfg.end_step
+        if not begin <= end < total_steps:
+            _fail("prune.end_step", f"must be in [begin_step={begin}, train.steps={total_steps}), got {end}")
+        if (end - begin) % every:
+            _fail("prune.end_step", f"end_step - begin_step = {end - begin} must be a multiple of every={every}")
+    schedule = cubic_schedule(cfg.target, begin_step=begin, end_step=end, update_every=every)
+    return magnitude_prune(schedule, scope=cfg.scope, prunable=prune_selector(cfg.params))

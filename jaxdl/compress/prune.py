@@ -11,7 +11,8 @@ pruned ones rank as 0, so a pruned weight stays pruned while the sparsity grows)
 update is `u` where the mask keeps a weight and `-p` where it prunes it, so `p + update` is exactly 0.0 there (x +
 (-x) == 0 in IEEE arithmetic), whatever the optimizer's moments say. Which leaves are prunable is decided by
 `prunable` (default: arrays with ndim >= 2, i.e. dense/conv kernels and embeddings, not biases or norm scales); the
-rest pass through untouched via `optax.masked`.
+rest pass through untouched and hold a scalar `True` in the mask tree (not `optax.masked`'s `MaskedNode`: plain
+arrays keep the optimizer state a tree of arrays that the trainer's sharding rules and orbax checkpoints handle).
 
 Scopes: `"layer"` prunes round(s * size) weights of every prunable leaf; `"global"` ranks all prunable weights
 together and prunes round(s * total) of them (layers with small weights lose more). Counts are exact: ties are
@@ -104,21 +105,27 @@ def magnitude_masks(scores: Any, sparsity: jax.Array | float, scope: str = "glob
 
 
 class PruneState(NamedTuple):
-    """count: updates so far (int32); masks: bool pytree of the prunable leaves; sparsity: the last target."""
+    """count: updates so far (int32); masks: bool pytree like the params (the weight's shape on prunable leaves, a
+    scalar True elsewhere); sparsity: the last target."""
 
     count: jax.Array
     masks: Any
     sparsity: jax.Array
 
 
-def _prune_masks_only(
-    schedule: Schedule, scope: str, begin_step: int, end_step: int, update_every: int
+def _prune_masks(
+    schedule: Schedule, scope: str, begin_step: int, end_step: int, update_every: int, prunable: Any
 ) -> optax.GradientTransformation:
-    """The transformation on the prunable leaves only (wrapped by `optax.masked` in `magnitude_prune`)."""
+    """The transformation; masks of the leaves `prunable` rejects are scalar `True` and their updates pass."""
+
+    def selection(params):
+        select = prunable(params) if callable(prunable) else prunable
+        return jax.tree.structure(params).flatten_up_to(select)
 
     def init_fn(params):
-        masks = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
-        return PruneState(jnp.zeros((), jnp.int32), masks, jnp.zeros((), jnp.float32))
+        leaves, treedef = jax.tree.flatten(params)
+        masks = [jnp.ones(jnp.shape(p) if s else (), bool) for p, s in zip(leaves, selection(params), strict=True)]
+        return PruneState(jnp.zeros((), jnp.int32), jax.tree.unflatten(treedef, masks), jnp.zeros((), jnp.float32))
 
     def update_fn(updates, state, params=None):
         if params is None:
@@ -126,14 +133,18 @@ def _prune_masks_only(
         c = state.count
         due = (c >= begin_step) & (c <= end_step) & ((c - begin_step) % update_every == 0)
         target = schedule(c)
-        new_params = jax.tree.map(lambda p, u: p + u, params, updates)
-        scores = jax.tree.map(lambda p, m: jnp.where(m, jnp.abs(p), 0.0), new_params, state.masks)
-        masks = jax.lax.cond(
-            due, lambda: magnitude_masks(scores, target, scope), lambda: jax.tree.map(jnp.asarray, state.masks)
-        )
-        updates = jax.tree.map(lambda u, p, m: jnp.where(m, u, -p), updates, params, masks)
+        select = selection(params)
+        treedef = jax.tree.structure(params)
+        p_l, u_l, m_l = jax.tree.leaves(params), treedef.flatten_up_to(updates), treedef.flatten_up_to(state.masks)
+        idx = [i for i, s in enumerate(select) if s]
+        scores = [jnp.where(m_l[i], jnp.abs(p_l[i] + u_l[i]), 0.0) for i in idx]
+        new = jax.lax.cond(due, lambda: magnitude_masks(scores, target, scope), lambda: [m_l[i] for i in idx])
+        masks, out = list(m_l), list(u_l)
+        for i, m in zip(idx, new, strict=True):
+            masks[i] = m
+            out[i] = jnp.where(m, u_l[i], -p_l[i])
         sparsity = jnp.where(due, target, state.sparsity)
-        return updates, PruneState(c + 1, masks, sparsity)
+        return treedef.unflatten(out), PruneState(c + 1, treedef.unflatten(masks), sparsity)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -166,8 +177,7 @@ def magnitude_prune(
         schedule = lambda step: jnp.float32(value)
         begin_step = 0 if begin_step is None else begin_step
         end_step, update_every = begin_step, 1
-    inner = _prune_masks_only(schedule, scope, begin_step, end_step, update_every)
-    return optax.masked(inner, prunable)
+    return _prune_masks(schedule, scope, begin_step, end_step, update_every, prunable)
 
 
 def prune_state(opt_state: Any) -> PruneState:

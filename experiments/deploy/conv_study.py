@@ -1,0 +1,176 @@
+"""Structured pruning of conv channels on Fashion-MNIST, and serving a model whose per-call cost dominates.
+
+A plain VGG-style CNN (`vgg`, widths 32/64/128, one 3x3 conv per stage, no normalization, dense 256; 7.7 M
+multiply-adds per image, 96 % of them in the convolutions) trained with the Fashion-MNIST config's optimizer
+(AdamW 2e-3, warmup + cosine, batch 128) for --steps steps, then:
+
+1. `prune_vgg` keeps --keep (default 75 % / 50 %) of every conv's channels by ||filter|| * ||weights reading the
+   channel|| (a smaller dense VGG), and the pruned models and the dense control are each fine-tuned --finetune_steps Adam steps
+   (lr 3e-4, batch 128, train split in fixed order). Test accuracy (10k) before/after; latency of one jitted
+   forward at batch 256, median of --repeats calls, the dense model timed alternately with each pruned one (the
+   cores are shared with other jobs: alternating puts both under the same load).
+2. The dense run is exported (`jaxdl.export`) and load-tested (`python -m jaxdl.serve.loadtest`, loopback) at max
+   batch 1 / 8 / 32.
+
+    python experiments/deploy/conv_study.py --workdir=/tmp/deploy_conv --out=experiments/deploy/conv_results.json
+    python experiments/deploy/conv_study.py --workdir=/tmp/deploy_conv --out=experiments/deploy/conv_results_ft300.json \
+        --finetune_steps=300 --keep=0.625,0.5 --requests=0   # reuses the trained run in --workdir
+
+Runtime on the reference machine (2 cores shared with other jobs, load ~18): 16 min for the README's first
+command (the defaults: 300 steps, 100 fine-tuning steps, 500 requests), 8 min for the second. One seed (0).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import app, flags
+from flax import nnx
+
+from jaxdl import data, models
+from jaxdl.compress.structured import prune_vgg
+from jaxdl.export import export_run
+from jaxdl.metrics import environment
+from jaxdl.state import restore_run
+from jaxdl.train import train_and_evaluate
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fashion_mnist"))
+from config import get_config  # noqa: E402  (experiments/fashion_mnist/config.py)
+
+flags.DEFINE_string("workdir", "/tmp/deploy_conv", "where the run and the artifact go")
+flags.DEFINE_string("out", "experiments/deploy/conv_results.json", "results JSON")
+flags.DEFINE_integer("steps", 300, "training steps of the dense CNN")
+flags.DEFINE_integer("finetune_steps", 100, "Adam steps fine-tuning each pruned model and the dense control")
+flags.DEFINE_integer("repeats", 20, "timed forward calls per model")
+flags.DEFINE_integer("requests", 500, "load-test requests per batching setting (0: no load test)")
+flags.DEFINE_list("keep", ["0.75", "0.5"], "fractions of channels kept")
+FLAGS = flags.FLAGS
+
+MODEL = {"name": "vgg", "widths": (32, 64, 128), "convs": 1, "hidden": 256, "norm": "none"}
+
+
+def split_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+    src = data.load("fashion_mnist", split)
+    b = next(data.eval_batches(src, dataset="fashion_mnist", batch_size=len(src)))
+    return np.asarray(b["input"]), np.asarray(b["label"])
+
+
+def forward_fn(graphdef, rest):
+    fwd = jax.jit(lambda p, x: nnx.merge(graphdef, p, rest)(x, train=False))
+    return fwd
+
+
+def accuracy(fwd, params, x, y, batch: int = 1000) -> float:
+    hits = sum(int(np.sum(np.asarray(fwd(params, x[i : i + batch])).argmax(-1) == y[i : i + batch]))
+               for i in range(0, len(x), batch))  # fmt: skip
+    return hits / len(x)
+
+
+def finetune(graphdef, params, rest, xs, ys, steps: int, lr: float = 3e-4, batch: int = 128):
+    """`steps` Adam steps of cross-entropy on the train split in fixed order (a plain optax loop): new params."""
+    tx = optax.adam(lr)
+
+    @jax.jit
+    def step(p, o, x, y):
+        def loss(p):
+            logits = nnx.merge(graphdef, p, rest)(x, train=False)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        u, o = tx.update(jax.grad(loss)(p), o, p)
+        return optax.apply_updates(p, u), o
+
+    opt = tx.init(params)
+    for i in range(steps):
+        j = (i * batch) % (len(xs) - batch)
+        params, opt = step(params, opt, xs[j : j + batch], ys[j : j + batch])
+    return params
+
+
+def alternating_latency_ms(fa, pa, fb, pb, x, repeats: int) -> tuple[float, float, list, list]:
+    """Medians (ms) of `repeats` calls of fa(pa, x) and fb(pb, x), alternated call by call."""
+    xa = jnp.asarray(x)
+    for f, p in ((fa, pa), (fb, pb)):
+        for _ in range(3):
+            jax.block_until_ready(f(p, xa))
+    ta, tb = [], []
+    for _ in range(repeats):
+        for f, p, t in ((fa, pa, ta), (fb, pb, tb)):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(p, xa))
+            t.append(1e3 * (time.perf_counter() - t0))
+    return float(np.median(ta)), float(np.median(tb)), ta, tb
+
+
+def flops(fwd, params, x) -> float:
+    return float(fwd.lower(params, jnp.asarray(x)).compile().cost_analysis()["flops"])
+
+
+def main(argv):
+    del argv
+    c = get_config("lenet")
+    c.model = ml_collections.ConfigDict(MODEL)
+    c.train.steps, c.optim.warmup_steps = FLAGS.steps, min(50, FLAGS.steps // 4)
+    c.train.eval_every, c.train.checkpoint_every, c.train.log_every, c.train.progress = 0, 0, 100, False
+    run_dir = os.path.join(FLAGS.workdir, "vgg")
+    t0 = time.time()
+    final = train_and_evaluate(c, run_dir, devices=jax.devices()[:1])
+    print(f"trained: {final} ({time.time() - t0:.0f} s)", flush=True)
+    out = {"model": MODEL, "steps": FLAGS.steps, "finetune_steps": FLAGS.finetune_steps, "train_eval": final}
+
+    xs, ys = split_arrays("train")
+    xt, yt = split_arrays("test")
+    run = restore_run(run_dir, devices=jax.devices()[:1])
+    g, params, rest = run.graphdef, run.state["params"], run.state["rest"]
+    p = jax.tree.map(np.asarray, params.to_pure_dict())
+    dense_fwd = forward_fn(g, rest)
+    tuned = finetune(g, params, rest, xs, ys, FLAGS.finetune_steps)
+    xb = xt[:256]
+    dense = {"keep": 1.0, "widths": list(MODEL["widths"]), "accuracy": accuracy(dense_fwd, params, xt, yt),
+             "accuracy_finetuned": accuracy(dense_fwd, tuned, xt, yt), "flops_b256": flops(dense_fwd, params, xb),
+             "params": int(sum(a.size for a in jax.tree.leaves(p)))}  # fmt: skip
+    rows = [dense]
+    print(dense, flush=True)
+    for keep in map(float, FLAGS.keep):
+        cfg, newp, _ = prune_vgg(MODEL, p, keep)
+        with nnx.use_eager_sharding(False):
+            small = models.make(cfg, input_shape=(28, 28, 1), num_classes=10, rngs=nnx.Rngs(0))
+        sg, sp, sr = nnx.split(small, nnx.Param, ...)
+        sp.replace_by_pure_dict(newp)
+        fwd = forward_fn(sg, sr)
+        sp_tuned = finetune(sg, sp, sr, xs, ys, FLAGS.finetune_steps)
+        dense_ms, ms, dense_t, t = alternating_latency_ms(dense_fwd, params, fwd, sp, xb, FLAGS.repeats)
+        row = {"keep": keep, "widths": list(cfg["widths"]), "accuracy": accuracy(fwd, sp, xt, yt),
+               "accuracy_finetuned": accuracy(fwd, sp_tuned, xt, yt), "flops_b256": flops(fwd, sp, xb),
+               "params": int(sum(a.size for a in jax.tree.leaves(newp))), "latency_ms_b256": ms,
+               "dense_latency_ms_b256_same_time": dense_ms, "speedup": dense_ms / ms,
+               "latency_samples_ms": t, "dense_latency_samples_ms": dense_t}  # fmt: skip
+        print({k: v for k, v in row.items() if "samples" not in k}, flush=True)
+        rows.append(row)
+    out["structured_pruning_conv"] = rows
+
+    if FLAGS.requests:
+        art_dir = os.path.join(FLAGS.workdir, "artifact_vgg")
+        export_run(run_dir, art_dir)
+        load_json = os.path.join(FLAGS.workdir, "loadtest_vgg.json")
+        subprocess.run(
+            [sys.executable, "-m", "jaxdl.serve.loadtest", f"--artifact={art_dir}", f"--out={load_json}",
+             "--settings=1:0,8:2,32:5", f"--requests={FLAGS.requests}", "--concurrency=32"],
+            check=True,
+        )  # fmt: skip
+        with open(load_json) as f:
+            out["serving_vgg"] = json.load(f)["results"]
+    out["environment"] = environment()
+    out["date"] = time.strftime("%Y-%m-%d")
+    with open(FLAGS.out, "w") as f:
+        json.dump(out, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    app.run(main)
