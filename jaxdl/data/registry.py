@@ -18,6 +18,7 @@ from jaxdl.data import (
     canvas,
     digits,
     fashion_mnist,
+    fashion_mnist_val,
     fmnist_captions,
     fortune_topics,
     hironsan,
@@ -38,6 +39,7 @@ DATASETS: dict[str, tuple[type, str | None, Callable[[dict], dict]]] = {
     "fashion_mnist_rotation": (fashion_mnist.FashionMnist, None, fashion_mnist.rotation_preprocess),
     "fashion_mnist_14": (fashion_mnist.FashionMnist, None, fashion_mnist.half_preprocess),
     "fashion_mnist_unit": (fashion_mnist.FashionMnist, None, unit_preprocess),  # [0, 1]: generative models
+    "fashion_mnist_val": (fashion_mnist_val.FashionMnistVal, None, fashion_mnist.preprocess),  # 55k/5k/10k
     "digits": (digits.Digits, None, digits.preprocess),
     "digits_unit": (digits.Digits, None, unit_preprocess),  # [0, 1]: generative-model tests
     "fmnist_captions": (fmnist_captions.FmnistCaptions, None, fmnist_captions.preprocess),

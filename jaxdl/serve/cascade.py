@@ -17,6 +17,14 @@ at τ = 1). τ outside [0, 1] is rejected rather than silently meaning "always" 
   divided by the batch size.
 * `sweep(...)`: accuracy, deferred fraction and average cost (cost_cheap + deferred · cost_expensive, since every
   example pays for the cheap model) for each τ.
+
+Multi-exit networks (`jaxdl.models.vision.multi_exit`) are the same rule over K heads of one network: an example
+leaves at the first exit whose confidence is > τ, else at the last (with K = 2 this is exactly `route`).
+
+* `route_exits(exit_logits, tau)`: (logits, exit index per row) from every exit's logits on the same examples;
+* `EarlyExit(stages, tau)`: the serving form, running stage k (block k + head k) only on the rows still in;
+* `exit_sweep(...)`: accuracy, the fraction leaving at each exit and the average cost, Σ_k frac_k · cost_k with
+  cost_k the cost of answering at exit k (every block and head up to k).
 """
 
 from __future__ import annotations
@@ -130,6 +138,76 @@ def sweep(
                 "accuracy": float(np.mean(logits.argmax(1) == y)),
                 "deferred": frac,
                 "cost": cost_cheap + frac * cost_expensive,
+            }
+        )
+    return rows
+
+
+def route_exits(exit_logits: Sequence, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [batch, classes], exit index int [batch]): row i takes the first exit k whose confidence is > tau,
+    the last exit when none is. `exit_logits`: K ≥ 1 arrays [batch, classes], shallow to deep."""
+    tau = _check_tau(tau)
+    z = [_check_logits(x, f"exit_logits[{k}]") for k, x in enumerate(exit_logits)]
+    if not z:
+        raise ValueError("exit_logits is empty: need the logits of at least one exit")
+    if any(x.shape != z[0].shape for x in z):
+        raise ValueError(f"every exit needs logits of one shape, got {[x.shape for x in z]}")
+    confident = np.stack([confidence(x) > tau for x in z[:-1]] + [np.ones(len(z[0]), bool)])  # [K, batch]
+    index = np.argmax(confident, axis=0)  # the first True
+    return np.stack(z)[index, np.arange(len(index))], index
+
+
+class EarlyExit:
+    """`early(x)` → logits `[batch, classes]` of a multi-exit network run stage by stage: `stages[k](h)` →
+    (h_k, logits_k) is block k + head k (e.g. `lambda h: model.stage(k, h)`, jitted); after each stage the rows
+    whose confidence is > τ leave, and only the others go on (the last stage answers every row still in).
+    `last_exit` holds the exit index of each row of the latest call. `pad_pow2` as in `Cascade`."""
+
+    def __init__(self, stages: Sequence[Callable], tau: float, *, pad_pow2: bool = False):
+        if not stages:
+            raise ValueError("EarlyExit needs at least one stage")
+        self.stages, self.tau, self.pad_pow2 = list(stages), _check_tau(tau), pad_pow2
+        self.last_exit: np.ndarray | None = None
+
+    def __call__(self, x) -> np.ndarray:
+        h = np.asarray(x)
+        rows = np.arange(len(h))  # original index of each row of h
+        out, exit_of = None, np.full(len(h), -1)
+        for k, stage in enumerate(self.stages):
+            n = len(rows)
+            if self.pad_pow2 and n:
+                h = np.concatenate([h, np.repeat(h[:1], (1 << int(n - 1).bit_length()) - n, axis=0)])
+            h, logits = stage(h)
+            h, logits = np.asarray(h)[:n], _check_logits(logits, f"stage {k} logits")[:n]
+            if out is None:
+                out = np.zeros((len(exit_of), logits.shape[1]), logits.dtype)
+            leave = np.ones(n, bool) if k == len(self.stages) - 1 else confidence(logits) > self.tau
+            out[rows[leave]], exit_of[rows[leave]] = logits[leave], k
+            rows, h = rows[~leave], h[~leave]
+            if not len(rows):
+                break
+        self.last_exit = exit_of
+        return out
+
+
+def exit_sweep(exit_logits: Sequence, labels, taus: Sequence[float], *, costs: Sequence[float]) -> list[dict]:
+    """For each τ: accuracy of early exit, the fraction of examples leaving at each exit, and the average cost
+    Σ_k fraction_k · costs[k] (costs[k]: answering at exit k, every block and head up to k, in FLOPs or seconds)."""
+    y = np.asarray(labels)
+    if len(costs) != len(exit_logits):
+        raise ValueError(f"{len(costs)} costs for {len(exit_logits)} exits")
+    if len(y) != len(np.asarray(exit_logits[0])):
+        raise ValueError(f"{len(y)} labels for {len(np.asarray(exit_logits[0]))} examples")
+    rows = []
+    for tau in taus:
+        logits, index = route_exits(exit_logits, tau)
+        frac = np.bincount(index, minlength=len(costs)) / len(index)
+        rows.append(
+            {
+                "tau": float(tau),
+                "accuracy": float(np.mean(logits.argmax(1) == y)),
+                "exit_fractions": frac.tolist(),
+                "cost": float(frac @ np.asarray(costs, np.float64)),
             }
         )
     return rows
