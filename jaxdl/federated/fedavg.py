@@ -8,8 +8,10 @@ gradient w.r.t. θ is Δ (`jax.custom_vjp`), so the trainer's ordinary step (`ja
 with `config.optim = sgd, lr 1` (or any server optimizer: FedAdam, server momentum...). FedSGD is the special
 case epochs = 1, b = n_k (one full-batch gradient step per client): Δ = η · mean_k ∇L_k(θ).
 
-Clients train in parallel with `jax.vmap` over the sampled clients; each client's local minibatch order is a
-permutation per epoch from the round's key (`shuffle=False`: source order, used by the equivalence test).
+Clients train in parallel with `jax.vmap` over the sampled clients, and, on a mesh whose `data` axis has several
+devices, with the clients split over that axis (`jax.shard_map`; the average is a `psum` across it), so one step
+trains m / D clients per device; each client's local minibatch order is a permutation per epoch from the round's
+key (`shuffle=False`: source order, used by the equivalence test).
 """
 
 from collections.abc import Callable
@@ -79,17 +81,61 @@ def local_train(
     return jax.lax.scan(epoch, params, jax.random.split(key, epochs))[0]
 
 
-def fed_objective(loss: BatchLoss, *, epochs: int, batch: int, lr: float, shuffle: bool = True) -> Callable:
+def _varying(x: jax.Array, axes: tuple[str, ...]) -> jax.Array:
+    """x marked as varying over the manual mesh `axes` (jax >= 0.12: lax.pcast; 0.11: lax.pvary)."""
+    if hasattr(jax.lax, "pcast"):
+        return jax.lax.pcast(x, axes, to="varying")
+    return jax.lax.pvary(x, axes)
+
+
+def fed_objective(
+    loss: BatchLoss, *, epochs: int, batch: int, lr: float, shuffle: bool = True, mesh=None, client_axes=()
+) -> Callable:
     """f(params, x [m, n_k, ...], y [m, n_k], key_data) -> the mean loss of the global params on the round's
-    clients' data (forward), whose gradient w.r.t. params is the FedAvg pseudo-gradient θ - mean_k θ_k."""
+    clients' data (forward), whose gradient w.r.t. params is the FedAvg pseudo-gradient θ - mean_k θ_k.
+
+    `client_axes` (mesh axes of `mesh`, e.g. ("data",)): the clients are split over them with `jax.shard_map`, each
+    device trains its m / D clients (vmap) and the average is a `psum` across the axes divided by m; the other mesh
+    axes stay automatic. m must divide evenly. Client k's key is the k-th of one split of the round's key whatever
+    the device count, so a round on D devices equals the round on one device up to the order of the float sums."""
+
+    def local_sum(params, x, y, key_data):
+        """Sum over this device's clients of their trained parameters."""
+        train = lambda xk, yk, kk: local_train(
+            loss, params, xk, yk, jax.random.wrap_key_data(kk), epochs=epochs, batch=batch, lr=lr, shuffle=shuffle
+        )
+        local = jax.vmap(train)(x, y, key_data)
+        return jax.tree.map(lambda p: jnp.sum(p.astype(jnp.float32), axis=0), local)
 
     def clients_mean(params, x, y, key_data):
-        keys = jax.random.split(jax.random.wrap_key_data(key_data), x.shape[0])
-        train = lambda xk, yk, k: local_train(
-            loss, params, xk, yk, k, epochs=epochs, batch=batch, lr=lr, shuffle=shuffle
-        )
-        local = jax.vmap(train)(x, y, keys)
-        return jax.tree.map(lambda p: jnp.mean(p, axis=0), local)
+        m = x.shape[0]
+        keys = jax.random.key_data(jax.random.split(jax.random.wrap_key_data(key_data), m))
+        if client_axes:
+            devices = int(np.prod([mesh.shape[a] for a in client_axes]))
+            if m % devices:
+                raise ValueError(
+                    f"config.task.clients_per_round={m} is not divisible by the {devices} devices of mesh axes "
+                    f"{tuple(client_axes)} the clients are split over (change clients_per_round or config.mesh)"
+                )
+            spec = jax.sharding.PartitionSpec(tuple(client_axes))
+
+            def body(params, x, y, keys):
+                # each device's copy of θ marked device-varying: otherwise the gradient w.r.t. the replicated θ
+                # inside the shard_map is transposed into a psum over the axis (every client would step on the sum
+                # of all clients' gradients)
+                params = jax.tree.map(lambda p: _varying(p, tuple(client_axes)), params)
+                return jax.tree.map(lambda s: jax.lax.psum(s, tuple(client_axes)), local_sum(params, x, y, keys))
+
+            total = jax.shard_map(
+                body,
+                mesh=mesh,
+                in_specs=(jax.sharding.PartitionSpec(), spec, spec, spec),
+                out_specs=jax.sharding.PartitionSpec(),
+                axis_names=set(client_axes),
+            )(params, x, y, keys)
+        else:
+            total = local_sum(params, x, y, keys)
+        return jax.tree.map(lambda s, p: (s / m).astype(p.dtype), total, params)
 
     @jax.custom_vjp
     def f(params, x, y, key_data):

@@ -7,7 +7,9 @@
 
 The K clients' partitions (`iid` or class `shards`, seeded by `partition_seed`) are fixed at construction from the
 host-held train split; each step samples `clients_per_round` of them without replacement from the step's key,
-fetches their examples ([m, n_k, ...], `jax.pure_callback`) and trains them in parallel (vmap). FedSGD:
+fetches their examples ([m, n_k, ...], `jax.pure_callback`) and trains them in parallel: vmap on each device, the
+clients split over the mesh axes of the logical `batch` axis (`data`, and `fsdp` under an FSDP strategy) with
+`jax.shard_map`, the average a `psum` across them (clients_per_round must divide by those devices). FedSGD:
 local_epochs=1 and local_batch_size = n_k. Local training runs the model with `train=False` (no dropout or batch
 statistics on clients). Metrics: loss (global model on the round's client data), accuracy.
 """
@@ -18,6 +20,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.federated import fedavg
+from jaxdl.parallel import rules as rules_lib
 from jaxdl.tasks._host_data import HostSplit
 from jaxdl.tasks.base import Task as BaseTask
 
@@ -100,12 +103,15 @@ class Task(BaseTask):
             logits = apply(p, x)
             return jnp.mean(jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, y[:, None], -1)[:, 0])
 
+        active = rules_lib.active()  # the trainer's mesh: clients split over the axes the batch is split over
         objective = fedavg.fed_objective(
             batch_loss,
             epochs=self.local_epochs,
             batch=self.local_batch_size,
             lr=self.local_lr,
             shuffle=self.local_shuffle,
+            mesh=active[0] if active else None,
+            client_axes=rules_lib.mesh_axes("batch"),
         )
         loss = objective(params, batch["input"], batch["label"], jax.random.key_data(rngs.sampling()))
         x = batch["input"].reshape(-1, *batch["input"].shape[2:])
