@@ -12,10 +12,13 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -82,6 +85,8 @@ def main() -> None:
         results["runs"][arm] = {
             "command": f"python -m jaxdl.main --config=experiments/trustworthy/config.py:{arg} --workdir=DIR",
             "task": config.task.to_dict(),
+            "model": config.model.to_dict(),
+            "eval_split": f"{config.data.name}:{config.data.eval_split}",
             "steps": config.train.steps,
             "lr": config.optim.lr,
             "seed": config.seed,
@@ -142,13 +147,15 @@ def write_csv(results: dict, path: str) -> None:
             "arm": arm,
             "steps": r["steps"],
             "lr": r.get("lr", 0.5),  # arms run before the lr arg existed used the default 0.5
+            "activation": r.get("model", {}).get("activation", "relu"),
+            "eval_split": r.get("eval_split", "fashion_mnist:test"),
             "noise_multiplier": r["task"]["noise_multiplier"],
             "clip_norm": r["task"]["clip_norm"],
             "expected_batch_size": r["task"]["expected_batch_size"],
             "sampling_rate": r["final"]["eval/privacy/sampling_rate"],
             "delta": r["task"]["delta"],
             "epsilon_rdp": r["final"]["eval/privacy/epsilon"],
-            "test_accuracy": r["final"]["eval/accuracy"],
+            "accuracy": r["final"]["eval/accuracy"],  # on eval_split (validation for the lr search)
             "wall_s": r["wall_s"],
             "seed": r["seed"],
             "command": r["command"],
@@ -201,12 +208,25 @@ def tables(results: dict) -> str:
         out.append("")
     dp = [a for a in runs if a.startswith("dp")]
     if dp:
-        out.append("| run | steps | lr | σ (noise multiplier) | ε (RDP, δ=1e-5) | test accuracy % | wall s |")
-        out.append("|---|---|---|---|---|---|---|")
+        out.append(
+            "| run | act | batch | C | steps | lr | σ (noise multiplier) | ε (RDP, δ=1e-5) | evaluated on | accuracy % "
+            "| wall s |"
+        )
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for arm in dp:
-            r, f = runs[arm], runs[arm]["final"]
-            row = [arm, r["steps"], r.get("lr", 0.5), r["task"]["noise_multiplier"], f"{f['eval/privacy/epsilon']:.3f}"]
+            r, f, t = runs[arm], runs[arm]["final"], runs[arm]["task"]
+            act = r.get("model", {}).get("activation", "relu")
+            row = [arm, act, t["expected_batch_size"], t["clip_norm"], r["steps"], r.get("lr", 0.5)]
+            row += [t["noise_multiplier"], f"{f['eval/privacy/epsilon']:.3f}"]
+            row += [r.get("eval_split", "fashion_mnist:test").split(":")[-1]]
             out.append("| " + " | ".join(map(str, [*row, f"{100 * f['eval/accuracy']:.1f}", r["wall_s"]])) + " |")
+        out.append("")
+        groups: dict[str, list[float]] = {}  # arms equal but for the seed
+        for arm in dp:
+            groups.setdefault(re.sub(r"\+seed=\d+", "", arm), []).append(100 * runs[arm]["final"]["eval/accuracy"])
+        for base, accs in groups.items():
+            if len(accs) > 1:
+                out.append(f"{base}: {np.mean(accs):.2f} ± {np.std(accs, ddof=1):.2f} % (n = {len(accs)} seeds)")
         out.append("")
     fed = [a for a in runs if a.startswith("fed")]
     if fed:

@@ -58,13 +58,14 @@ def softmax_attention(
     visible: jax.Array,
     *,
     dropout: Callable[[jax.Array], jax.Array] | None = None,
-) -> jax.Array:
+    return_probs: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """softmax(q kᵀ / sqrt(head_dim) where visible) v, in float32, with optional dropout on the probabilities.
 
     q [B, Sq, Hq, D]; k, v [B, Skv, Hkv, D] (query head h reads kv head h // (Hq // Hkv)); visible bool
     [B or 1, Sq, Skv] (True = the query sees the key); dropout maps probabilities [B, Hq, Sq, Skv] float32 to
     dropped ones. Rows that see no key output zeros, as in `kernels.attention.reference` -> [B, Sq, Hq, D] in
-    q.dtype."""
+    q.dtype; with `return_probs` also the probabilities [B, Hq, Sq, Skv] float32 (before dropout)."""
     batch, q_len, q_heads, head_dim = q.shape
     kv_len, kv_heads = k.shape[1], k.shape[2]
     group = q_heads // kv_heads
@@ -75,11 +76,12 @@ def softmax_attention(
     row_max = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
     p = jnp.exp(s - jnp.where(jnp.isfinite(row_max), row_max, 0.0))  # a fully masked row: exp(-inf) = 0
     denom = jnp.sum(p, axis=-1, keepdims=True)
-    p = p / jnp.where(denom == 0.0, 1.0, denom)
+    p = probs = p / jnp.where(denom == 0.0, 1.0, denom)
     if dropout is not None:  # on [B, Hq, Sq, Skv], the layout of the per-head probabilities
         p = dropout(p.reshape(batch, q_heads, q_len, kv_len)).reshape(p.shape)
     out = jnp.einsum("bhgqk,bkhd->bqhgd", p, v.astype(jnp.float32), precision=hi)
-    return out.reshape(batch, q_len, q_heads, head_dim).astype(q.dtype)
+    out = out.reshape(batch, q_len, q_heads, head_dim).astype(q.dtype)
+    return (out, probs.reshape(batch, q_heads, q_len, kv_len)) if return_probs else out
 
 
 class Attention(nnx.Module):
@@ -192,8 +194,11 @@ class Attention(nnx.Module):
         train: bool = False,
         rngs: nnx.Rngs | None = None,
         impl: str | None = None,
-    ) -> jax.Array:
-        """x [batch, Lq, embed] -> [batch, Lq, embed].
+        return_probs: bool = False,
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """x [batch, Lq, embed] -> [batch, Lq, embed]; with `return_probs`, (that, the attention probabilities
+        [batch, heads, Lq, Lk] float32) from the unfused float32 softmax below (fused kernels never materialize
+        them): for explanations (attention rollout, `jaxdl.explain.rollout`), not for training at scale.
 
         Keys/values: from x (self-attention), from `context` [batch, Lk, embed], or precomputed `kv` (a
         `project_kv` result). positions: int [Lq] or [batch, Lq] for RoPE (default 0..Lq-1). Masks besides the
@@ -213,14 +218,20 @@ class Attention(nnx.Module):
             kv_segment_ids = key_mask.astype(jnp.int32)
         q = self.project_q(x, positions)
         k, v = kv if kv is not None else self.project_kv(x if context is None else context, positions)
-        if train and self.dropout.rate > 0:
-            if rngs is None:
-                raise ValueError("attention: train=True with attention dropout > 0 needs rngs (nnx.Rngs(dropout=key))")
+        drop_probs = train and self.dropout.rate > 0
+        if drop_probs or return_probs:
             reference.validate(q, k, v, q_segment_ids, kv_segment_ids, self.window)  # the op's errors, same words
-            if (impl or self.impl) not in UNFUSED_IMPLS:
-                raise ValueError(f"impl={impl!r}: training with attention dropout needs one of {UNFUSED_IMPLS}")
-            if (impl or self.impl) == "auto":
-                _log_once("attention_impl='auto' with attention dropout in training: the unfused float32 softmax")
+            drop = None
+            if drop_probs:
+                if rngs is None:
+                    raise ValueError(
+                        "attention: train=True with attention dropout > 0 needs rngs (nnx.Rngs(dropout=key))"
+                    )
+                if (impl or self.impl) not in UNFUSED_IMPLS:
+                    raise ValueError(f"impl={impl!r}: training with attention dropout needs one of {UNFUSED_IMPLS}")
+                if (impl or self.impl) == "auto":
+                    _log_once("attention_impl='auto' with attention dropout in training: the unfused float32 softmax")
+                drop = lambda p: self.dropout(p, deterministic=False, rngs=rngs)
             visible = reference.mask(
                 q.shape[1],
                 k.shape[1],
@@ -229,8 +240,8 @@ class Attention(nnx.Module):
                 q_segment_ids=q_segment_ids,
                 kv_segment_ids=kv_segment_ids,
             )
-            drop = lambda p: self.dropout(p, deterministic=False, rngs=rngs)
-            return self._out(softmax_attention(q, k, v, visible, dropout=drop))
+            o, probs = softmax_attention(q, k, v, visible, dropout=drop, return_probs=True)
+            return (self._out(o), probs) if return_probs else self._out(o)
         o = attention_api.attention(
             q,
             k,

@@ -35,15 +35,23 @@ class Block(nnx.Module):
         else:
             self.mlp = Mlp(dim, mlp_dim, dropout=dropout, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> tuple[jax.Array, jax.Array]:
-        """-> (x, the block's MoE load-balancing loss (0 for a dense block))."""
-        x = x + self.attn(self.norm1(x))
+    def __call__(
+        self, x: jax.Array, train: bool, rngs: nnx.Rngs | None, return_attention: bool = False
+    ) -> tuple[jax.Array, ...]:
+        """-> (x, the block's MoE load-balancing loss (0 for a dense block)[, attention probabilities
+        [batch, heads, length, length] float32 when return_attention])."""
+        if return_attention:
+            a, probs = self.attn(self.norm1(x), return_probs=True)
+            x = x + a
+        else:
+            x = x + self.attn(self.norm1(x))
         if isinstance(self.mlp, MoeMlp):
             y, aux = self.mlp(self.norm2(x), train=train)
             balance = aux["load_balance_loss"]
         else:
             y, balance = self.mlp(self.norm2(x), train=train, rngs=rngs), jnp.zeros((), jnp.float32)
-        return constrain(x + y, ("batch", "act_length", "embed")), balance
+        x = constrain(x + y, ("batch", "act_length", "embed"))
+        return (x, balance, probs) if return_attention else (x, balance)
 
 
 class Model(nnx.Module):
@@ -109,13 +117,32 @@ class Model(nnx.Module):
         self.moe, self.moe_aux_weight = bool(moe_experts), moe_aux_weight
         self.aux_loss = AuxLoss(jnp.zeros((), jnp.float32))
 
-    def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None, return_attention: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """-> logits [batch, num_classes]; with `return_attention`, (logits, every layer's attention probabilities
+        [depth, batch, heads, length, length] float32, the class token first under pool="cls"): the unfused
+        softmax path of `jaxdl.layers.attention` (for explanations; not with pipeline parallelism)."""
         h = self.embed(x[..., None] if x.ndim == 2 else x)
         if self.pool == "cls":
             h = jnp.concatenate([jnp.broadcast_to(self.cls[...].astype(h.dtype), (h.shape[0], 1, h.shape[-1])), h], 1)
         h = constrain(h + self.pos[...].astype(h.dtype), ("batch", "act_length", "embed"))
+        probs = None
         if rules.mesh_axis_size("layers") > 1:
+            if return_attention:
+                raise ValueError("return_attention is not supported with pipeline parallelism (strategy 'pp')")
             h = self._pipelined(h, train)
+        elif return_attention:
+
+            @nnx.scan(
+                in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0), transform_metadata={nnx.PARTITION_NAME: "layers"}
+            )
+            def run_probs(carry, block):
+                h, balance, p = block(carry[0], train, rngs, return_attention=True)
+                return (h, carry[1] + balance), p
+
+            (h, balance), probs = run_probs((h, jnp.zeros((), jnp.float32)), self.blocks)
+            self.aux_loss.value = self.moe_aux_weight * balance
         else:
             block_fn = remat_fn(lambda block, h: block(h, train, rngs), self.remat)
 
@@ -127,7 +154,8 @@ class Model(nnx.Module):
             h, balance = run((h, jnp.zeros((), jnp.float32)), self.blocks)
             self.aux_loss.value = self.moe_aux_weight * balance
         h = self.norm(h)
-        return self.head(h[:, 0] if self.pool == "cls" else jnp.mean(h, axis=1)).astype(jnp.float32)
+        logits = self.head(h[:, 0] if self.pool == "cls" else jnp.mean(h, axis=1)).astype(jnp.float32)
+        return (logits, probs) if return_attention else logits
 
     def _pipelined(self, h: jax.Array, train: bool) -> jax.Array:
         """The blocks as pipeline stages over the mesh axes of `layers` (config.sharding.pipeline_*)."""

@@ -74,14 +74,20 @@ class Layer(nnx.Module):
         self.dropout = nnx.Dropout(dropout)
         self.dtype = to_dtype(dtype)
 
-    def __call__(self, x: jax.Array, mask: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array, train: bool, rngs: nnx.Rngs | None, return_attention: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """-> x [batch, length, dim]; with return_attention (x, probabilities [batch, heads, length, length])."""
         drop = lambda y: self.dropout(y, deterministic=not train, rngs=rngs)
-        x = self.attention_norm(x + drop(self.attention(x, key_mask=mask, train=train, rngs=rngs)))
+        a = self.attention(x, key_mask=mask, train=train, rngs=rngs, return_probs=return_attention)
+        a, probs = a if return_attention else (a, None)
+        x = self.attention_norm(x + drop(a))
         dt = self.dtype
         h = gelu(x.astype(dt) @ self.up[...].astype(dt) + self.up_bias[...].astype(dt))
         h = constrain(h, ("batch", "length", "mlp"))
         x = self.output_norm(x + drop(h @ self.down[...].astype(dt) + self.down_bias[...].astype(dt)))
-        return constrain(x, ("batch", "act_length", "embed"))
+        x = constrain(x, ("batch", "act_length", "embed"))
+        return (x, probs) if return_attention else x
 
 
 class Model(nnx.Module):
@@ -166,8 +172,10 @@ class Model(nnx.Module):
         token_type_ids: jax.Array | None = None,
         train: bool = False,
         rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
-        """Token ids [batch, length] -> last hidden states [batch, length, dim] (float32)."""
+        return_attention: bool = False,
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """Token ids [batch, length] -> last hidden states [batch, length, dim] (float32); with return_attention
+        (those, every layer's attention probabilities [depth, batch, heads, length, length] float32)."""
         if x.ndim != 2:
             raise ValueError(f"bert: token ids must be [batch, length], got shape {x.shape}")
         length = x.shape[1]
@@ -182,9 +190,13 @@ class Model(nnx.Module):
         )
         h = self.dropout(self.embeddings_norm(h.astype(self.dtype)), deterministic=not train, rngs=rngs)
         h = constrain(h, ("batch", "act_length", "embed"))
+        probs = []
         for layer in self.layers:
-            h = layer(h, mask, train, rngs)
-        return h.astype(jnp.float32)
+            h = layer(h, mask, train, rngs, return_attention)
+            if return_attention:
+                h, p = h
+                probs.append(p)
+        return (h.astype(jnp.float32), jnp.stack(probs)) if return_attention else h.astype(jnp.float32)
 
     def sentence_embedding(
         self, x: jax.Array, *, attention_mask: jax.Array | None = None, normalize: bool = True
@@ -208,9 +220,17 @@ class Model(nnx.Module):
         rngs: nnx.Rngs | None = None,
         attention_mask: jax.Array | None = None,
         token_type_ids: jax.Array | None = None,
-    ) -> jax.Array:
+        return_attention: bool = False,
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """-> the head's output; with `return_attention`, (that, attention [depth, batch, heads, length, length])."""
         x = x.astype(jnp.int32)
-        h = self.encode(x, attention_mask=attention_mask, token_type_ids=token_type_ids, train=train, rngs=rngs)
+        kw = dict(attention_mask=attention_mask, token_type_ids=token_type_ids, train=train, rngs=rngs)
+        if return_attention:
+            h, probs = self.encode(x, **kw, return_attention=True)
+            return self._head(h, x, attention_mask, train, rngs), probs
+        return self._head(self.encode(x, **kw), x, attention_mask, train, rngs)
+
+    def _head(self, h, x, attention_mask, train, rngs) -> jax.Array:
         if self.head == "encoder":
             return h
         if self.head == "mlm":

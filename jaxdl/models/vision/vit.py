@@ -32,5 +32,7 @@ class Model(transformer.Model):
         self.patch = patch
         super().__init__(input_shape=((h // patch) * (w // patch), patch * patch * c), pool=pool, **kwargs)
 
-    def __call__(self, x: jax.Array, *, train: bool = False, rngs=None) -> jax.Array:
-        return super().__call__(patchify(x, self.patch), train=train, rngs=rngs)
+    def __call__(self, x: jax.Array, *, train: bool = False, rngs=None, return_attention: bool = False):
+        """-> logits; with `return_attention` (logits, attention [depth, batch, heads, tokens, tokens]): tokens are
+        the class token (pool="cls") then the patches in row-major order (see `patchify`)."""
+        return super().__call__(patchify(x, self.patch), train=train, rngs=rngs, return_attention=return_attention)
