@@ -50,6 +50,13 @@ def test_study_sweeps_validate(study):
         ("experiments/clip/config.py", "siglip"),
         ("experiments/efficient_convnets/config.py", "mobilenet_v2"),
         ("experiments/efficient_convnets/config.py", "mbconv_se"),
+        ("experiments/recsys/config.py", "deepfm"),
+        ("experiments/deploy/distill_config.py", "teacher"),
+        ("experiments/deploy/distill_config.py", "student"),
+        ("experiments/deploy/multi_exit_config.py", ""),
+        ("experiments/trustworthy/async_config.py", "tau=16,scaling=inverse"),
+        ("experiments/trustworthy/async_config.py", "sync=16"),
+        ("experiments/trustworthy/mitigation.py", "gender_kc"),
     ],
 )
 def test_single_run_configs_validate(path, arg):
