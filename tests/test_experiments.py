@@ -46,6 +46,8 @@ def test_study_sweeps_validate(study):
         ("experiments/rl/ppo.py", "cartpole"),
         ("experiments/rl/ppo.py", "acrobot"),
         ("experiments/rl/alphazero.py", ""),
+        ("experiments/rl/alphazero_connect4.py", ""),
+        ("experiments/rl/ppo.py", "acrobot,norm"),
         ("experiments/clip/config.py", "infonce"),
         ("experiments/clip/config.py", "siglip"),
         ("experiments/efficient_convnets/config.py", "mobilenet_v2"),

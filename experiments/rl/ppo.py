@@ -8,7 +8,8 @@ One run:
 The study (5 seeds + the SB3 peer, JSON + PNG; README.md has the measured numbers):
   python experiments/rl/ppo_study.py --workdir=/tmp/runs/ppo_study
 Args: cartpole | acrobot; env_steps=<int> (default 500000); eval_every=<train steps> (default 160 = every 10
-rollouts, 5,120 env steps); `,smoke` for 30 steps. Runtime: ~2-4 min per CartPole seed on 2 shared CPU cores
+rollouts, 5,120 env steps); `norm`: observation normalization (running mean/var, jaxdl.rl.normalize); `,smoke` for
+30 steps. Acrobot with and without `norm`: experiments/rl/acrobot_study.py (README.md). Runtime: ~2-4 min per CartPole seed on 2 shared CPU cores
 (1 device). Expected (README.md): every seed reaches a mean return >= 475 over 100 evaluation episodes.
 """
 
@@ -21,10 +22,18 @@ ENVS = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1"}
 
 
 def get_config(arg: str = "cartpole") -> ml_collections.ConfigDict:
-    a = config_lib.parse_arg(arg, env=tuple(ENVS), env_steps=500_000, eval_every=160)
+    a = config_lib.parse_arg(arg, env=tuple(ENVS), env_steps=500_000, eval_every=160, norm=bool)
     c = config_lib.base()
     c.task = ml_collections.ConfigDict(
-        dict(name="ppo", env=ENVS[a.env], num_envs=4, num_steps=128, update_epochs=4, num_minibatches=4)
+        dict(
+            name="ppo",
+            env=ENVS[a.env],
+            num_envs=4,
+            num_steps=128,
+            update_epochs=4,
+            num_minibatches=4,
+            normalize_obs=a.norm,
+        )
     )
     c.model = ml_collections.ConfigDict(dict(name="actor_critic", hidden=(64, 64), activation="tanh"))
     c.mesh.data = 1

@@ -3,6 +3,9 @@ rollout costs) and with uniformly random actions (the environment alone), each a
 steps of `num_envs` environments, timed after a compile-and-warm-up call (best of `repeats`).
 
     config.evals.speed = dict(kind="env_throughput", num_envs=512, steps=500, every=0)
+
+The policy acts on the raw observations even when the task normalizes them (`normalize_obs`): the rate counts
+environment steps and network calls, which normalization does not change (one elementwise op per step aside).
 """
 
 import time

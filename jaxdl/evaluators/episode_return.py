@@ -4,6 +4,9 @@ actor-critic model (`model(obs) -> (logits, value)`).
 
     config.evals.main = dict(kind="episode_return", episodes=100, greedy=False, seed=0)
 
+With a task that normalizes observations (`ppo` with `normalize_obs=True`) the policy sees them normalized by the
+run's statistics (carry["env"]["obs_norm"]), frozen during evaluation.
+
 Episodes run in parallel (one environment each, `jaxdl.rl.envs.run_episodes`) from a fixed key (`seed`), so one
 checkpoint always gets the same number. `greedy`: the arg-max action instead of a sample from the policy.
 Metrics: return (mean), return_ci95 (half-width), return_std, return_min, length (mean), solved_fraction (share of
@@ -22,6 +25,7 @@ from flax import nnx
 from jaxdl.evaluators.base import Context
 from jaxdl.evaluators.base import Evaluator as BaseEvaluator
 from jaxdl.rl.envs import VecEnv, run_episodes
+from jaxdl.rl.normalize import NormalizeObservation
 
 
 def ci95(x: np.ndarray) -> float:
@@ -55,22 +59,32 @@ class Evaluator(BaseEvaluator):
         self.key, self.solved_at = jax.random.key(seed), solved_at
         graphdef = ctx.graphdef
 
-        def play(params, rest, key):
+        self.normalized, self._stats = bool(getattr(ctx.task, "normalize_obs", False)), None
+
+        def play(params, rest, key, stats):
             model = nnx.merge(graphdef, params, rest)
+            vec = self.vec if stats is None else NormalizeObservation(self.vec, stats)
 
             def policy(obs, k):
                 logits, _ = model(obs)
                 return jnp.argmax(logits, -1) if greedy else jax.random.categorical(k, logits)
 
-            return run_episodes(self.vec, lambda o, k: policy(o, k).astype(jnp.int32), key)
+            return run_episodes(vec, lambda o, k: policy(o, k).astype(jnp.int32), key)
 
         self._play = jax.jit(play)
         self._born, self._spent = time.perf_counter(), 0.0
         self._cpu_born, self._cpu_spent = time.process_time(), 0.0
 
+    def evaluate(self, state: dict) -> dict[str, float]:
+        if self.normalized:  # the task normalizes observations: play with its statistics, frozen
+            self._stats = state["carry"]["env"]["obs_norm"]
+        return super().evaluate(state)
+
     def run(self, params, rest) -> dict[str, float]:
+        if self.normalized and self._stats is None:
+            raise ValueError("the task normalizes observations: evaluate a train state (its carry holds the stats)")
         t, c = time.perf_counter(), time.process_time()
-        ret, length = jax.device_get(self._play(params, rest, self.key))
+        ret, length = jax.device_get(self._play(params, rest, self.key, self._stats))
         out = {
             "return": float(np.mean(ret)),
             "return_ci95": ci95(ret),

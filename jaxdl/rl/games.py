@@ -175,7 +175,8 @@ def play(
 ) -> jax.Array:
     """float32 [num_games] results for the `first` policy (+1 win, 0 draw, -1 loss): it moves first in every game
     (after `opening`, int32 [num_games] moves made for it, if given). Traceable; `max_moves` (default: the game's
-    longest, `MAX_MOVES`) moves are played."""
+    longest, `MAX_MOVES`) moves are played. Each move computes only the policy whose turn it is (a `lax.cond`),
+    which halves the cost of searching players and keeps host-callback players (`alphabeta`) off the other's turn."""
     k_init, k_play = jax.random.split(key)
     state = jax.vmap(env.init)(jax.random.split(k_init, num_games))
     first_player = state.current_player
@@ -183,10 +184,13 @@ def play(
         state = jax.vmap(env.step)(state, opening.astype(jnp.int32))
     max_moves = max_moves or MAX_MOVES[env.id]
 
+    offset = 0 if opening is None else 1  # the opening move was `first`'s
+
     def body(i, c):
         s, k = c
         k, ka, kb = jax.random.split(k, 3)
-        a = jnp.where(s.current_player == first_player, first(s, ka), second(s, kb))
+        # all games alternate in step, so one policy moves in every live game: only it is computed
+        a = jax.lax.cond((i + offset) % 2 == 0, lambda: first(s, ka), lambda: second(s, kb))
         live = ~(s.terminated | s.truncated)
         stepped = jax.vmap(env.step)(s, a)
         return jax.tree.map(lambda n, o: jnp.where(_bcast(live, n), n, o), stepped, s), k

@@ -13,6 +13,11 @@ function and draws one permutation per epoch; every step then trains on its mini
 `train.steps = total_env_steps / (num_envs * num_steps) * update_epochs * num_minibatches` (the difference from
 CleanRL: its learning rate anneals once per rollout, this one once per step).
 
+`normalize_obs=True`: the policy sees observations normalized by running statistics (`jaxdl.rl.normalize`:
+Welford mean/var of every observation so far, clipped to +-10), carried in carry["env"]["obs_norm"] and
+checkpointed with it; the rollout stores the normalized observations; `episode_return` evaluates with the
+statistics frozen at the run's current values.
+
 Environments are sharded over the mesh's data axes (their observations are constrained to logical `batch`); a
 fixed seed gives the same run on 1 and 8 devices. Train metrics: the PPO loss terms (`jaxdl.rl.ppo`),
 `episode_return` / `episode_length` (mean over the episodes that ended in the latest rollout, the previous value
@@ -26,6 +31,7 @@ from flax import nnx
 from jaxdl.parallel.rules import constrain
 from jaxdl.rl.envs import VecEnv
 from jaxdl.rl.gae import gae
+from jaxdl.rl.normalize import NormalizeObservation
 from jaxdl.rl.ppo import ppo_loss
 from jaxdl.tasks.base import Task as BaseTask
 
@@ -75,6 +81,7 @@ class Task(BaseTask):
         vf_coef: float = 0.5,
         ent_coef: float = 0.01,
         normalize_advantages: bool = True,
+        normalize_obs: bool = False,
     ):
         super().__init__()
         for key, value in dict(num_envs=num_envs, num_steps=num_steps, update_epochs=update_epochs,
@@ -90,6 +97,9 @@ class Task(BaseTask):
             raise ValueError(f"config.task: gamma={gamma}, gae_lambda={gae_lambda} in [0, 1], clip_eps={clip_eps} > 0")
         self.vec = VecEnv(env, num_envs)  # an unknown name fails here, naming it
         self.vec.require_discrete(what="task 'ppo''s policy head")
+        self.normalize_obs = normalize_obs
+        if normalize_obs:  # running mean/var in carry["env"]["obs_norm"]; episode_return evaluates with it frozen
+            self.vec = NormalizeObservation(self.vec)
         self.env_name, self.num_envs, self.num_steps = env, num_envs, num_steps
         self.update_epochs, self.num_minibatches = update_epochs, num_minibatches
         self.gamma, self.gae_lambda, self.clip_eps, self.clip_value = gamma, gae_lambda, clip_eps, clip_value
@@ -140,6 +150,13 @@ class Task(BaseTask):
     def _shard(self, x: jax.Array) -> jax.Array:
         return constrain(x, ("batch",) + (None,) * (x.ndim - 1))
 
+    def _shard_env(self, env_carry: dict) -> dict:
+        """Every per-environment array constrained to the data axes (the normalization statistics replicated)."""
+        if not self.normalize_obs:
+            return jax.tree.map(self._shard, env_carry)
+        inner = jax.tree.map(self._shard, env_carry["inner"])
+        return dict(env_carry, inner=inner, obs=self._shard(env_carry["obs"]))
+
     def collect(self, model: nnx.Module, carry: dict, key: jax.Array) -> dict:
         """`carry` with a new rollout (GAE computed, permutations drawn) and the environments advanced."""
         k_roll, k_perm = jax.random.split(key)
@@ -149,7 +166,7 @@ class Task(BaseTask):
             obs = self._shard(env_carry["obs"])
             action, log_prob, value = policy_step(model, obs, k_act)
             env_carry, tr = self.vec.step(env_carry, action, k_env)
-            env_carry = jax.tree.map(self._shard, env_carry)
+            env_carry = self._shard_env(env_carry)
             out = dict(obs=obs, action=action, log_prob=log_prob, value=value, reward=tr["reward"], done=tr["done"])
             return env_carry, out | {"ep_return": tr["episode_return"], "ep_length": tr["episode_length"]}
 
