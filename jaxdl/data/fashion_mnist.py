@@ -75,9 +75,10 @@ class FashionMnist(tfds.core.GeneratorBasedBuilder):
         folder = raw_dir()
         return {split: self._generate_examples(folder, *names) for split, names in FILES.items()}
 
-    def _generate_examples(self, folder, images_file, labels_file):
-        images = read_idx(os.path.join(folder, images_file))
-        labels = read_idx(os.path.join(folder, labels_file))
+    def _generate_examples(self, folder, images_file, labels_file, start: int = 0, stop: int | None = None):
+        """Examples `start:stop` of one idx image/label file pair, keyed 0, 1, ... from `start`."""
+        images = read_idx(os.path.join(folder, images_file))[start:stop]
+        labels = read_idx(os.path.join(folder, labels_file))[start:stop]
         for i in range(len(images)):
             yield i, {"image": images[i][..., None], "label": int(labels[i])}
 

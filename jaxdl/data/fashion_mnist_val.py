@@ -6,11 +6,9 @@ official 10,000 test images. A separate builder (not a slice of `fashion_mnist`)
 whole named splits.
 """
 
-import os
-
 import tensorflow_datasets as tfds
 
-from jaxdl.data.fashion_mnist import FILES, FashionMnist, image_info, raw_dir, read_idx
+from jaxdl.data.fashion_mnist import FILES, FashionMnist, image_info, raw_dir
 
 TRAIN_SIZE = 55_000  # of the 60,000 official train images; the rest is the validation split
 
@@ -25,13 +23,7 @@ class FashionMnistVal(FashionMnist):
         del dl_manager
         folder = raw_dir()
         return {
-            "train": self._generate_range(folder, *FILES["train"], 0, TRAIN_SIZE),
-            "validation": self._generate_range(folder, *FILES["train"], TRAIN_SIZE, None),
-            "test": self._generate_range(folder, *FILES["test"], 0, None),
+            "train": self._generate_examples(folder, *FILES["train"], 0, TRAIN_SIZE),
+            "validation": self._generate_examples(folder, *FILES["train"], TRAIN_SIZE, None),
+            "test": self._generate_examples(folder, *FILES["test"], 0, None),
         }
-
-    def _generate_range(self, folder, images_file, labels_file, start, stop):
-        images = read_idx(os.path.join(folder, images_file))[start:stop]
-        labels = read_idx(os.path.join(folder, labels_file))[start:stop]
-        for i in range(len(images)):
-            yield i, {"image": images[i][..., None], "label": int(labels[i])}

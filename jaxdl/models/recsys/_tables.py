@@ -4,6 +4,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxdl.layers.dtypes import to_dtype
@@ -17,6 +18,17 @@ def check_sizes(model: str, input_shape: tuple, **sizes: int) -> None:
     bad = {k: v for k, v in sizes.items() if v < 1}
     if bad:
         raise ValueError(f"{model}: {', '.join(f'{k}={v}' for k, v in bad.items())} must be positive")
+
+
+def check_ids(model: str, ids: jax.Array, n: int, what: str) -> None:
+    """ValueError naming the model, the field and the first id outside [0, n), e.g. "deepfm: item id 1682 is
+    outside the table of 1682 items [0, 1682)". Needs concrete ids: skipped under jit (tracers), where
+    `jnp.take` would clamp instead."""
+    if isinstance(ids, jax.core.Tracer) or not np.size(ids):
+        return
+    ids = np.asarray(ids)
+    if (bad := ids[(ids < 0) | (ids >= n)]).size:
+        raise ValueError(f"{model}: {what} id {int(bad.flat[0])} is outside the table of {n} {what}s [0, {n})")
 
 
 def padded(rows: int, multiple: int) -> int:

@@ -23,7 +23,7 @@ from flax import nnx
 
 from jaxdl.layers.dtypes import to_dtype
 from jaxdl.layers.softmax import Constant
-from jaxdl.models.recsys._tables import bias, check_sizes, lookup, table
+from jaxdl.models.recsys._tables import bias, check_ids, check_sizes, lookup, table
 from jaxdl.models.recsys.two_tower import AGE_BUCKETS, YEAR_BUCKETS, movielens_catalogue
 
 NUM_GENDERS, NUM_OCCUPATIONS = 2, 21  # jaxdl.data.movielens: gender 0 F / 1 M, len(OCCUPATIONS)
@@ -42,16 +42,6 @@ def genre_ids(genres: np.ndarray) -> np.ndarray:
         ids = np.flatnonzero(row)
         out[n, : len(ids)] = ids
     return out
-
-
-def _check_ids(values: dict[str, jax.Array], sizes: dict[str, int]) -> None:
-    """ValueError naming the field and id of the first id outside [0, size); skipped under jit (tracers)."""
-    for name, ids in values.items():
-        if isinstance(ids, jax.core.Tracer) or not np.size(ids):
-            continue
-        ids = np.asarray(ids)
-        if (bad := ids[(ids < 0) | (ids >= sizes[name])]).size:
-            raise ValueError(f"deepfm: {name} id {int(bad.flat[0])} is outside [0, {sizes[name]})")
 
 
 class Model(nnx.Module):
@@ -119,8 +109,9 @@ class Model(nnx.Module):
     def fields(self, user, items, **inputs) -> tuple[jax.Array, jax.Array]:
         """(embeddings float [B, C, F, dim], first-order weights float [B, C, F]) of the F = 7 fields in
         `FIELDS` order, user-side fields broadcast over the C candidates."""
-        _check_ids(dict(user=user, item=items), self.sizes)
-        _check_ids({k: inputs[k] for k in ("gender", "occupation") if k in inputs}, self.sizes)
+        fields = dict(user=user, item=items, **{k: inputs[k] for k in ("gender", "occupation") if k in inputs})
+        for name, ids in fields.items():
+            check_ids("deepfm", ids, self.sizes[name], name)
         ids = self.field_ids(user, items, **inputs)
         b, c = items.shape
         embs, ws = [], []

@@ -30,7 +30,7 @@ from flax import nnx
 
 from jaxdl.layers.graph import GraphsTuple, lightgcn_propagate
 from jaxdl.layers.softmax import Constant
-from jaxdl.models.recsys._tables import check_sizes, lookup, table
+from jaxdl.models.recsys._tables import check_ids, check_sizes, lookup, table
 
 GRAPHS = ("movielens_loo",)
 
@@ -62,14 +62,6 @@ def bipartite_edges(users, items, num_users: int, num_items: int) -> tuple[np.nd
     senders, receivers = np.concatenate([u, i]), np.concatenate([i, u])
     order = np.lexsort((senders, receivers))  # by receiver: the segment sums write each node's rows together
     return senders[order], receivers[order]
-
-
-def _check_ids(ids: jax.Array, n: int, what: str) -> None:
-    if isinstance(ids, jax.core.Tracer) or not np.size(ids):
-        return
-    ids = np.asarray(ids)
-    if (bad := ids[(ids < 0) | (ids >= n)]).size:
-        raise ValueError(f"{what} id {int(bad[0])} is outside the table of {n} {what}s [0, {n})")
 
 
 class Model(nnx.Module):
@@ -124,8 +116,8 @@ class Model(nnx.Module):
 
     def score(self, user: jax.Array, items: jax.Array, **inputs) -> jax.Array:
         """float32 [B, C] for user int [B], items int [B, C]."""
-        _check_ids(user, self.num_users, "user")
-        _check_ids(items, self.num_items, "item")
+        check_ids("lightgcn", user, self.num_users, "user")
+        check_ids("lightgcn", items, self.num_items, "item")
         eu, ei = self.embeddings()
         p = jnp.take(eu, user, axis=0).astype(self.dtype)
         q = jnp.take(ei, items, axis=0).astype(self.dtype)
@@ -135,7 +127,7 @@ class Model(nnx.Module):
 
     def score_all(self, user: jax.Array, **inputs) -> jax.Array:
         """float32 [B, num_items]: one propagation, then [B, dim] x [dim, num_items]."""
-        _check_ids(user, self.num_users, "user")
+        check_ids("lightgcn", user, self.num_users, "user")
         eu, ei = self.embeddings()
         p = jnp.take(eu, user, axis=0).astype(self.dtype)
         s = (p @ ei.astype(p.dtype).T).astype(jnp.float32)
