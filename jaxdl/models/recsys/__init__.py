@@ -1,7 +1,8 @@
 """Recommenders over user / item ids (MovieLens: `jaxdl.data.movielens`). Registry keys = module names:
 `mf` (biased matrix factorization; `biases=False` is BPR-MF's plain dot product), `neumf` (He et al. 2017: GMF +
 MLP towers), `two_tower` (user / item towers with side features, in-batch softmax + logQ), `sasrec` (Kang &
-McAuley 2018, from the project's attention and MLP layers), `lightgcn` (graph propagation over the train
+McAuley 2018, from the project's attention and MLP layers), `bert4rec` (Sun et al. 2019: SASRec's encoder made
+bidirectional, with a [mask] row), `lightgcn` (graph propagation over the train
 interactions), `deepfm` (Guo et al. 2017: FM + MLP over shared field embeddings of user, age, gender, occupation,
 item, genre bag and year).
 
