@@ -9,7 +9,6 @@ training wall-clock and CPU seconds excluding evaluation).
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -41,7 +40,6 @@ def main() -> None:
     import ppo
     import ppo_study
 
-    from jaxdl.metrics import read_metrics
     from jaxdl.train import train_and_evaluate
 
     p = argparse.ArgumentParser()
@@ -63,19 +61,7 @@ def main() -> None:
             c.seed = seed
             wd = os.path.join(args.workdir, f"{'norm' if norm else 'raw'}_seed{seed}")
             final = train_and_evaluate(c, wd, devices=jax.devices()[:1])
-            per_rollout = c.task.update_epochs * c.task.num_minibatches
-            rollout = c.task.num_envs * c.task.num_steps
-            curve = [
-                {
-                    "env_steps": math.ceil(r["step"] / per_rollout) * rollout,
-                    "return": r["eval/return"],
-                    "ci95": r["eval/return_ci95"],
-                    "train_s": r["eval/elapsed_s"],
-                    "cpu_s": r.get("eval/cpu_s"),
-                }
-                for r in read_metrics(wd)
-                if "eval/return" in r
-            ]
+            curve = ppo_study.return_curve(c, wd)
             runs.append(
                 {
                     "seed": seed,

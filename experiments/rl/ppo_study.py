@@ -39,6 +39,26 @@ def environment() -> dict:
     }
 
 
+def return_curve(config, workdir: str) -> list[dict]:
+    """A PPO run's evaluations as [{env_steps, return, ci95, train_s, cpu_s}]: trainer steps → environment steps
+    (one rollout of num_envs × num_steps per update_epochs × num_minibatches trainer steps)."""
+    from jaxdl.metrics import read_metrics
+
+    per_rollout = config.task.update_epochs * config.task.num_minibatches
+    rollout = config.task.num_envs * config.task.num_steps
+    return [
+        {
+            "env_steps": math.ceil(r["step"] / per_rollout) * rollout,
+            "return": r["eval/return"],
+            "ci95": r["eval/return_ci95"],
+            "train_s": r["eval/elapsed_s"],
+            "cpu_s": r.get("eval/cpu_s"),
+        }
+        for r in read_metrics(workdir)
+        if "eval/return" in r
+    ]
+
+
 def first_solved(curve: list[dict]) -> dict | None:
     return next((p for p in curve if p["return"] >= SOLVED), None)
 
@@ -48,7 +68,6 @@ def train(workdir: str, seeds: list[int], env_steps: int) -> None:
     import jax
     import ppo
 
-    from jaxdl.metrics import read_metrics
     from jaxdl.train import train_and_evaluate
 
     runs = []
@@ -57,19 +76,7 @@ def train(workdir: str, seeds: list[int], env_steps: int) -> None:
         c.seed = seed
         wd = os.path.join(workdir, f"seed{seed}")
         final = train_and_evaluate(c, wd, devices=jax.devices()[:1])
-        per_rollout = c.task.update_epochs * c.task.num_minibatches
-        rollout = c.task.num_envs * c.task.num_steps
-        curve = [
-            {
-                "env_steps": math.ceil(r["step"] / per_rollout) * rollout,
-                "return": r["eval/return"],
-                "ci95": r["eval/return_ci95"],
-                "train_s": r["eval/elapsed_s"],
-                "cpu_s": r.get("eval/cpu_s"),
-            }
-            for r in read_metrics(wd)
-            if "eval/return" in r
-        ]
+        curve = return_curve(c, wd)
         hit = first_solved(curve)
         runs.append(
             {
