@@ -81,11 +81,12 @@ class Model(nnx.Module):
         q = q if q is not None else np.full(num_classes, 1.0 / num_classes)  # no data (e.g. tests): uniform
         self.item_log_q = Constant(jnp.asarray(np.log(q), jnp.float32))
         kw = dict(std=init_std, row_multiple=row_multiple, param_dtype=param_dtype, rngs=rngs)
-        small = dict(std=init_std, row_multiple=1, param_dtype=param_dtype, rngs=rngs)
         self.user_id, self.item_id = table(num_users, dim, **kw), table(num_classes, dim, **kw)
         self.history_item = table(num_classes, dim, **kw)
-        self.age, self.gender = table(AGE_BUCKETS, 8, **small), table(2, 4, **small)
-        self.occupation, self.year_emb = table(21, 8, **small), table(YEAR_BUCKETS, 8, **small)
+        # the side-feature tables carry "vocab" rows too, so they are padded like the id tables: a row-sharding rule
+        # (("vocab", "data"),) then splits every table evenly (padding rows are never looked up)
+        self.age, self.gender = table(AGE_BUCKETS, 8, **kw), table(2, 4, **kw)
+        self.occupation, self.year_emb = table(21, 8, **kw), table(YEAR_BUCKETS, 8, **kw)
         init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "embed"))
         self.genre_proj = nnx.Param(init(rngs.params(), (genres.shape[1], 16), to_dtype(param_dtype)))
         self.user_tower = Tower(2 * dim + 8 + 4 + 8, dim, dtype, param_dtype, rngs)
