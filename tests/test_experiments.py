@@ -53,6 +53,7 @@ def test_study_sweeps_validate(study):
         ("experiments/efficient_convnets/config.py", "mobilenet_v2"),
         ("experiments/efficient_convnets/config.py", "mbconv_se"),
         ("experiments/recsys/config.py", "deepfm"),
+        ("experiments/recsys/config.py", "neumf,neg=unseen"),
         ("experiments/recsys/sequential/config.py", "sasrec"),
         ("experiments/recsys/sequential/config.py", "bert4rec"),
         ("experiments/deploy/distill_config.py", "teacher"),

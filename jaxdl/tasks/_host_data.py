@@ -6,8 +6,19 @@ which rows it wants from its key and fetches them with `jax.pure_callback`, prep
 `preprocess` (`jaxdl.data.registry`), so a batch is a pure function of (seed, step) and resume is exact.
 """
 
+import functools
+
 import jax
 import numpy as np
+
+
+@functools.lru_cache(maxsize=4)
+def split_columns(dataset: str, split: str = "train", data_dir: str = "") -> dict[str, np.ndarray]:
+    """The preprocessed columns of a whole split (`jaxdl.data.registry.preprocess` of every example), read once per
+    process: what a task counts on its training data (group weights, each user's interactions)."""
+    from jaxdl.data.registry import preprocess
+
+    return preprocess(dataset, HostSplit(dataset, split, data_dir).raw)
 
 
 class HostSplit:

@@ -1,7 +1,9 @@
 """Top-K recommendation from implicit interactions (MovieLens leave-one-out): each batch row is a user and one
-positive item; negatives are drawn inside the step, uniformly over the catalogue from the `sampling` stream (a
-draw may hit another of the user's positives, as in the NCF reference code; with 1,682 items and ~100 positives per
-user that is ~6 % of draws). Losses (`loss`):
+positive item; negatives are drawn inside the step from the `sampling` stream (`negatives`): "uniform" over the
+catalogue (a draw may hit another of the user's positives, as in the NCF reference code; with 1,682 items and ~100
+positives per user that is ~6 % of draws), or "unseen": uniform over the items the user never interacted with in
+the training split `dataset` (as RecBole samples), drawn exactly (Gumbel-max over the masked catalogue, [B, n, items]
+per step). Losses (`loss`):
   - "bpr" (Rendle et al. 2009): -mean log sigmoid(s(u, i+) - s(u, i-)), `num_negatives` per positive;
   - "bce" (He et al. 2017, NeuMF's log loss): sigmoid cross-entropy of the positive (label 1) and
     `num_negatives` sampled negatives (label 0), summed per row, mean over rows;
@@ -17,19 +19,50 @@ Default evaluator: `ranking` (HR/NDCG/MRR@10 sampled and full, coverage) on conf
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
+from jaxdl.tasks._host_data import split_columns
 from jaxdl.tasks.base import Task as BaseTask
 
 LOSSES = ("bpr", "bce", "softmax", "in_batch")
+NEGATIVES = ("uniform", "unseen")
+
+
+def seen_matrix(users: np.ndarray, items: np.ndarray, num_items: int) -> np.ndarray:
+    """bool [max user + 1, num_items]: True where the user interacted with the item (the rows of a split)."""
+    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+    if items.size and (items.min() < 0 or items.max() >= num_items):
+        raise ValueError(
+            f"negatives='unseen': item ids must lie in [0, {num_items}), got [{items.min()}, {items.max()}]"
+        )
+    seen = np.zeros((int(users.max(initial=-1)) + 1, num_items), bool)
+    seen[users, items] = True
+    return seen
 
 
 class Task(BaseTask):
     batch_keys = ("input", "label")
     not_model_inputs = (*BaseTask.not_model_inputs, "negatives", "seen")
 
-    def __init__(self, loss: str = "bpr", num_negatives: int = 1, reg: float = 0.0):
+    def __init__(
+        self,
+        loss: str = "bpr",
+        num_negatives: int = 1,
+        reg: float = 0.0,
+        negatives: str = "uniform",
+        dataset: str = "",
+        split: str = "train",
+        data_dir: str = "",
+    ):
+        if negatives not in NEGATIVES:
+            raise ValueError(f"config.task.negatives={negatives!r} is not one of {NEGATIVES}")
+        if negatives == "unseen" and not dataset:
+            raise ValueError(
+                "config.task.dataset is required with negatives='unseen': the training split whose interactions the "
+                "negatives avoid (e.g. movielens_loo)"
+            )
         if loss not in LOSSES:
             raise ValueError(f"config.task.loss={loss!r} is not one of {LOSSES}")
         if num_negatives < 1:
@@ -37,6 +70,24 @@ class Task(BaseTask):
         if reg < 0:
             raise ValueError(f"config.task.reg={reg} must be >= 0")
         self.kind, self.num_negatives, self.reg = loss, num_negatives, reg
+        self.negatives, self.dataset, self.split, self.data_dir = negatives, dataset, split, data_dir
+        self._seen: np.ndarray | None = None
+
+    def seen(self, num_items: int) -> np.ndarray:
+        """bool [users, num_items] of the training split's interactions (read on first use)."""
+        if self._seen is None:
+            columns = split_columns(self.dataset, self.split, self.data_dir)
+            self._seen = seen_matrix(columns["input"], columns["label"], num_items)
+        return self._seen
+
+    def draw_negatives(self, key: jax.Array, user: jax.Array, num_items: int) -> jax.Array:
+        """int32 [B, num_negatives]: uniform over the catalogue, or over the user's unseen items."""
+        shape = (user.shape[0], self.num_negatives)
+        if self.negatives == "uniform":
+            return jax.random.randint(key, shape, 0, num_items)
+        seen = jnp.asarray(self.seen(num_items))[jnp.clip(user, 0, self.seen(num_items).shape[0] - 1)]  # [B, items]
+        logits = jnp.where(seen, -jnp.inf, 0.0)[:, None, :]  # uniform over the unseen items of each row
+        return jax.random.categorical(key, logits, shape=shape).astype(jnp.int32)
 
     def loss(self, model: nnx.Module, batch: dict, rngs: nnx.Rngs) -> tuple[jax.Array, dict]:
         user, pos, inputs = batch["input"], batch["label"], self.model_inputs(batch)
@@ -53,7 +104,7 @@ class Task(BaseTask):
             metrics = {"in_batch_accuracy": jnp.mean(jnp.argmax(logits, 1) == jnp.arange(pos.shape[0]))}
             items = pos[:, None]
         else:
-            neg = jax.random.randint(rngs.sampling(), (pos.shape[0], self.num_negatives), 0, model.num_items)
+            neg = self.draw_negatives(rngs.sampling(), user, model.num_items)
             items = jnp.concatenate([pos[:, None], neg], axis=1)
             s = model.score(user, items, train=True, rngs=rngs, **inputs)
             diff = s[:, :1] - s[:, 1:]

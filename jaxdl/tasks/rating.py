@@ -15,14 +15,13 @@ The per-example weight is looked up in the step from the batch's group column (f
 mean(w·err²) (an unbiased estimate of the reweighted risk, since the weights average 1 over the training set).
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from jaxdl.evaluators import fairness
+from jaxdl.tasks._host_data import split_columns
 from jaxdl.tasks.base import Task as BaseTask
 
 GROUP_WEIGHTS = ("inverse_frequency", "kamiran_calders")
@@ -69,15 +68,6 @@ def weight_table(codes: np.ndarray, ratings: np.ndarray, groups: int, kind: str)
     return np.where(p_gr > 0, np.outer(p_g, p_r) / np.maximum(p_gr, 1e-300), 1.0).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=4)
-def _columns(dataset: str, split: str, data_dir: str) -> dict[str, np.ndarray]:
-    """The preprocessed columns of a whole split (read once per process: 80k MovieLens ratings take seconds)."""
-    from jaxdl.data.registry import preprocess
-    from jaxdl.tasks._host_data import HostSplit
-
-    return preprocess(dataset, HostSplit(dataset, split, data_dir).raw)
-
-
 class Task(BaseTask):
     batch_keys = ("input", "item", "label")
 
@@ -114,7 +104,7 @@ class Task(BaseTask):
     def table(self) -> np.ndarray:
         """float32 [G, 5]: the weight of (group, rating), counted on the training split (loaded on first use)."""
         if self._table is None:
-            columns = _columns(self.dataset, self.split, self.data_dir)
+            columns = split_columns(self.dataset, self.split, self.data_dir)
             column = column_of(self.reweight_by)
             if column not in columns:
                 raise ValueError(
