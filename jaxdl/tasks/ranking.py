@@ -2,8 +2,8 @@
 positive item; negatives are drawn inside the step from the `sampling` stream (`negatives`): "uniform" over the
 catalogue (a draw may hit another of the user's positives, as in the NCF reference code; with 1,682 items and ~100
 positives per user that is ~6 % of draws), or "unseen": uniform over the items the user never interacted with in
-the training split `dataset` (as RecBole samples), drawn exactly (Gumbel-max over the masked catalogue, [B, n, items]
-per step). Losses (`loss`):
+the training split `dataset` (as RecBole samples), drawn exactly: a uniform index below the user's number of unseen
+items into the user's sorted unseen-item row. Losses (`loss`):
   - "bpr" (Rendle et al. 2009): -mean log sigmoid(s(u, i+) - s(u, i-)), `num_negatives` per positive;
   - "bce" (He et al. 2017, NeuMF's log loss): sigmoid cross-entropy of the positive (label 1) and
     `num_negatives` sampled negatives (label 0), summed per row, mean over rows;
@@ -81,13 +81,20 @@ class Task(BaseTask):
         return self._seen
 
     def draw_negatives(self, key: jax.Array, user: jax.Array, num_items: int) -> jax.Array:
-        """int32 [B, num_negatives]: uniform over the catalogue, or over the user's unseen items."""
+        """int32 [B, num_negatives]: uniform over the catalogue, or over the user's unseen items (an index drawn
+        uniformly below the user's count of unseen items into that user's sorted unseen-item row: exact, O(B·n))."""
         shape = (user.shape[0], self.num_negatives)
         if self.negatives == "uniform":
             return jax.random.randint(key, shape, 0, num_items)
-        seen = jnp.asarray(self.seen(num_items))[jnp.clip(user, 0, self.seen(num_items).shape[0] - 1)]  # [B, items]
-        logits = jnp.where(seen, -jnp.inf, 0.0)[:, None, :]  # uniform over the unseen items of each row
-        return jax.random.categorical(key, logits, shape=shape).astype(jnp.int32)
+        seen = self.seen(num_items)
+        unseen = np.argsort(seen, axis=1, kind="stable").astype(np.int32)  # each row: its unseen items first
+        count = (~seen).sum(1).astype(np.int32)
+        if (count == 0).any():
+            raise ValueError(f"negatives='unseen': user {int(np.flatnonzero(count == 0)[0])} has seen every item")
+        u = jnp.clip(user, 0, seen.shape[0] - 1)
+        n = jnp.asarray(count)[u][:, None]
+        k = jnp.minimum(jnp.floor(jax.random.uniform(key, shape) * n).astype(jnp.int32), n - 1)
+        return jnp.asarray(unseen)[u[:, None], k]
 
     def loss(self, model: nnx.Module, batch: dict, rngs: nnx.Rngs) -> tuple[jax.Array, dict]:
         user, pos, inputs = batch["input"], batch["label"], self.model_inputs(batch)
