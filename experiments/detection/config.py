@@ -35,17 +35,15 @@ def get_config(arg: str = "fcos") -> ml_collections.ConfigDict:
         )
         c.task = ml_collections.ConfigDict(dict(name="detect", l1_weight=5.0, giou_weight=2.0, eos_weight=0.1))
         c.evals = ml_collections.ConfigDict({"main": dict(kind="coco_map", every=400)})
-    c.mesh.data = 1
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.schedule = "warmup_cosine"
-    c.optim.warmup_steps = 100
-    c.optim.clip_norm = 10.0
-    c.train.steps = a.steps
-    c.train.log_every = 100
-    c.train.eval_every = 0
-    c.train.checkpoint_every = 500
-    c.train.async_checkpoints = False
-    c.train.progress = False
+    canvas_recipe(c, steps=a.steps, log_every=100, checkpoint_every=500, clip_norm=10.0)
     return config_lib.shrink_for_smoke(c) if a.smoke else c
+
+
+def canvas_recipe(c: ml_collections.ConfigDict, *, steps: int, log_every: int, checkpoint_every: int, clip_norm=0.0):
+    """The optimizer and loop settings every canvas study shares (detection here, segmentation in segment.py): one
+    device, AdamW 2e-3 with 100 warmup steps + cosine, weight decay 1e-4, synchronous checkpoints, no progress bar."""
+    c.mesh.data = 1
+    c.optim.name, c.optim.lr, c.optim.weight_decay = "adamw", 2e-3, 1e-4
+    c.optim.schedule, c.optim.warmup_steps, c.optim.clip_norm = "warmup_cosine", 100, clip_norm
+    c.train.steps, c.train.log_every, c.train.eval_every = steps, log_every, 0
+    c.train.checkpoint_every, c.train.async_checkpoints, c.train.progress = checkpoint_every, False, False

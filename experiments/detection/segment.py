@@ -8,9 +8,20 @@ Args: unet; `,smoke` for seconds; seed=N; steps=N. Setup: width 16 (encoder 16/3
 mIoU is in README.md.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 from jaxdl import config as config_lib
+
+# config.py beside this file, loaded by path under its own name (a bare `import config` could find another study's)
+_spec = importlib.util.spec_from_file_location(
+    "jaxdl_experiments_detection_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.py")
+)
+_detection = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_detection)
+canvas_recipe = _detection.canvas_recipe
 
 
 def get_config(arg: str = "unet") -> ml_collections.ConfigDict:
@@ -23,16 +34,5 @@ def get_config(arg: str = "unet") -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(name="seg_unet", width=16))
     c.task = ml_collections.ConfigDict(dict(name="segment"))
     c.evals = ml_collections.ConfigDict({"main": dict(kind="miou", every=0)})
-    c.mesh.data = 1
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.schedule = "warmup_cosine"
-    c.optim.warmup_steps = 100
-    c.train.steps = a.steps
-    c.train.log_every = 50
-    c.train.eval_every = 0
-    c.train.checkpoint_every = 300
-    c.train.async_checkpoints = False
-    c.train.progress = False
+    canvas_recipe(c, steps=a.steps, log_every=50, checkpoint_every=300)
     return config_lib.shrink_for_smoke(c) if a.smoke else c
