@@ -60,3 +60,16 @@ def pytest_collection_modifyitems(config, items):
 def data_dir(tmp_path_factory):
     """A TFDS data_dir shared by the whole session (datasets are built once)."""
     return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="session")
+def movielens_raw():
+    """MovieLens-100k as `jaxdl.data.movielens.load_raw()` reads it; skips when the recbole package that ships the
+    files is absent (`bash launch/setup.sh` installs it)."""
+    from jaxdl.data import movielens as ml
+
+    try:
+        ml.raw_dir()
+    except FileNotFoundError as e:
+        pytest.skip(f"MovieLens-100k is not installed (bash launch/setup.sh installs recbole): {e}")
+    return ml.load_raw()

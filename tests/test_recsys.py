@@ -62,14 +62,8 @@ def test_ndcg_and_errors_match_sklearn():
 
 # ------------------------------------------------------------------------------------------ MF on the data
 @pytest.fixture(scope="module")
-def raw():
-    from jaxdl.data import movielens as ml
-
-    try:
-        ml.raw_dir()
-    except FileNotFoundError as e:
-        pytest.skip(f"MovieLens-100k is not installed: {e}")
-    return ml.load_raw()
+def raw(movielens_raw):
+    return movielens_raw
 
 
 def _mf(num_items=1682, **kw):

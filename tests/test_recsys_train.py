@@ -15,14 +15,8 @@ from jaxdl.evaluators import _recsys_metrics as M
 
 
 @pytest.fixture(scope="module")
-def raw():
-    from jaxdl.data import movielens as ml
-
-    try:
-        ml.raw_dir()
-    except FileNotFoundError as e:
-        pytest.skip(f"MovieLens-100k is not installed: {e}")
-    return ml.load_raw()
+def raw(movielens_raw):
+    return movielens_raw
 
 
 @pytest.fixture(scope="module")

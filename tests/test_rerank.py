@@ -11,14 +11,8 @@ from jaxdl import config as config_lib
 
 
 @pytest.fixture(scope="module")
-def raw():
-    from jaxdl.data import movielens as ml
-
-    try:
-        ml.raw_dir()
-    except FileNotFoundError as e:
-        pytest.skip(f"MovieLens-100k is not installed: {e}")
-    return ml.load_raw()
+def raw(movielens_raw):
+    return movielens_raw
 
 
 def train(data_dir, workdir, model: dict, loss: str) -> str:
