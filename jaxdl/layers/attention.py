@@ -94,6 +94,7 @@ class Attention(nnx.Module):
         heads: int,
         *,
         kv_heads: int | None = None,
+        head_dim: int | None = None,
         causal: bool = False,
         window: tuple[int | None, int | None] | None = None,
         rope: bool = False,
@@ -107,14 +108,17 @@ class Attention(nnx.Module):
         param_dtype: str = "float32",
         rngs: nnx.Rngs,
     ):
-        """dim: embed width (head_dim = dim // heads). kv_heads: key/value heads (None or 0 = heads). causal /
+        """dim: embed width. head_dim: width of each head (None = dim // heads; set it to keep the heads' size
+        when a model has fewer heads, e.g. after head pruning). kv_heads: key/value heads (None or 0 = heads). causal /
         window: the masks of every full-sequence call (`kernels.attention.reference` semantics). rope: rotate q
         and k by their positions (RoPE, base `rope_base`; self-attention only). dropout: rate on the attention
         probabilities in training. kernel_init: one initializer for all four kernels (None = LeCun normal over
         each kernel's fan-in: embed for q/k/v, heads x head_dim for the output)."""
         kv_heads = heads if kv_heads in (None, 0) else kv_heads
-        if heads < 1 or dim % heads:
+        if heads < 1 or (head_dim is None and dim % heads):
             raise ValueError(f"config.model.dim={dim} is not divisible by config.model.heads={heads}")
+        if head_dim is not None and head_dim < 1:
+            raise ValueError(f"config.model.head_dim={head_dim}: expected a positive width (or None = dim // heads)")
         if kv_heads < 1 or heads % kv_heads:
             raise ValueError(f"config.model.num_kv_heads={kv_heads} must divide config.model.heads={heads}")
         if attention_impl not in attention_api.IMPLS:
@@ -126,7 +130,7 @@ class Attention(nnx.Module):
                 f"config.model.attention_impl={attention_impl!r} with attention dropout {dropout}: no fused kernel "
                 f"drops attention probabilities; use attention_impl in {UNFUSED_IMPLS} or attention_dropout=0"
             )
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, dim // heads
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim or dim // heads
         if rope and self.head_dim % 2:
             raise ValueError(f"RoPE needs an even head dim; dim {dim} / heads {heads} = {self.head_dim}")
         self.causal, self.window = causal, reference.normalize_window(window)

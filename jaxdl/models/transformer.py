@@ -25,11 +25,13 @@ from jaxdl.parallel.rules import constrain
 class Block(nnx.Module):
     """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)); [batch, length, embed]."""
 
-    def __init__(self, dim, heads, mlp_dim, dropout, moe: dict | None, impl: str, *, dtype, param_dtype, rngs):
+    def __init__(
+        self, dim, heads, mlp_dim, dropout, moe: dict | None, impl: str, *, head_dim=None, dtype, param_dtype, rngs
+    ):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         norm = lambda: make_norm("layer", dim, axes=("embed",), **kw)
         self.norm1, self.norm2 = norm(), norm()
-        self.attn = Attention(dim, heads, attention_impl=impl, **kw)
+        self.attn = Attention(dim, heads, head_dim=head_dim, attention_impl=impl, **kw)
         if moe:
             self.mlp = MoeMlp(dim, mlp_dim, **moe, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         else:
@@ -65,6 +67,7 @@ class Model(nnx.Module):
         depth: int = 2,
         dim: int = 64,
         heads: int = 4,
+        head_dim: int = 0,
         mlp_dim: int = 128,
         dropout: float = 0.0,
         dtype: str = "float32",
@@ -83,7 +86,8 @@ class Model(nnx.Module):
         moe_groups 0 = one routing group per batch shard); its load-balancing loss, times moe_aux_weight and
         summed over blocks, is added to the training loss through an `AuxLoss` variable. attention_impl picks the
         attention op (kernels.attention.api: xla | cudnn | pallas | triton | auto). pool: "mean" over positions,
-        or "cls" (a learned class token prepended; its output feeds the head)."""
+        or "cls" (a learned class token prepended; its output feeds the head). head_dim: each head's width (0 =
+        dim // heads; `jaxdl.compress.heads.prune_heads` writes fewer heads of the original width)."""
         if pool not in ("mean", "cls"):
             raise ValueError(f"config.model.pool={pool!r}: use 'mean' or 'cls'")
         length, feat = (input_shape[0], 1) if len(input_shape) == 1 else input_shape
@@ -108,7 +112,7 @@ class Model(nnx.Module):
         @nnx.split_rngs(splits=depth)
         @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=depth, transform_metadata={nnx.PARTITION_NAME: "layers"})
         def make_blocks(rngs):
-            return Block(dim, heads, mlp_dim, dropout, moe, attention_impl, rngs=rngs, **kw)
+            return Block(dim, heads, mlp_dim, dropout, moe, attention_impl, head_dim=head_dim or None, rngs=rngs, **kw)
 
         self.blocks = make_blocks(rngs)
         self.norm = make_norm("layer", dim, rngs=rngs, **kw)  # unnamed axes: replicated under every strategy
