@@ -73,6 +73,7 @@ def base() -> ConfigDict:
     c.data.eval_batch_size = 1000
     c.data.prefetch = 2
     c.data.order = "shuffle"  # or "sequential": the train split in source order every epoch (jaxdl.data.pipeline)
+    c.data.buckets = ()  # increasing input lengths (axis 1): train batches padded to the smallest (jaxdl.data.buckets)
     c.data.cache = "auto"  # splits within memory_budget_mb are decoded once into memory (jaxdl.data.memory)
     c.data.memory_budget_mb = 4096.0  # per split and process; "memory": over it is an error, "auto": it streams
     c.data.workers = -1  # train batches made ahead by N threads; 0: inline; -1: inline in memory, else 2 threads

