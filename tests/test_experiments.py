@@ -54,6 +54,7 @@ def test_study_sweeps_validate(study):
         ("experiments/efficient_convnets/config.py", "mbconv_se"),
         ("experiments/recsys/config.py", "deepfm"),
         ("experiments/recsys/config.py", "neumf,neg=unseen"),
+        ("experiments/recsys/config.py", "sasrec"),
         ("experiments/recsys/sequential/config.py", "sasrec"),
         ("experiments/recsys/sequential/config.py", "bert4rec"),
         ("experiments/deploy/distill_config.py", "teacher"),

@@ -13,7 +13,10 @@ MLP 256, dropout 0.2, last 50 items, CE loss, 20 epochs, batch 256, Adam 1e-3), 
 (one validation at the end, so the "best" model is the last, as in jaxdl). Reported per run: RecBole's own
 full-ranking test Hit@10 / NDCG@10 / MRR@10, and the trained model's scores ranked by jaxdl's metric code
 (jaxdl/evaluators/_recsys_metrics.py, loaded by path: it needs only numpy) on jaxdl's stored 99 negatives and
-`seen` masks (loo_eval.npz) -- the same protocol as the jaxdl rows of the table.
+`seen` masks (loo_eval.npz) -- the same protocol as the jaxdl rows of the table. SASRec's row in
+experiments/recsys/sequential/README.md was run with --epochs=1 (20 epochs is hours per seed on the shared 2-core
+CPU); for sequential models RecBole's own full ranking does not exclude the user's past items, so its
+`recbole_full` numbers are lower than ours there (for BPR / NeuMF the two agree).
 """
 
 import argparse
@@ -161,7 +164,7 @@ def main():
                 else:
                     scores = scores_for(trainer.model, dataset, ev["test_user"])
                 ours = evaluate(M, scores, ev["test_item"], ev["test_negatives"], ev["test_seen"])
-                rec = dict(model=name, seed=seed, fit_seconds=round(fit_s, 1),
+                rec = dict(model=name, seed=seed, epochs=params["epochs"], fit_seconds=round(fit_s, 1),
                            recbole_full={k: float(v) for k, v in own.items()},
                            **{k: float(v) for k, v in ours.items()})  # fmt: skip
                 print(json.dumps(rec), flush=True)

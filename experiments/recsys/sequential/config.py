@@ -4,8 +4,8 @@ test, the one before validation; each train row holds the user's previous 50 ite
     python -m jaxdl.main --config=experiments/recsys/sequential/config.py:sasrec --workdir=DIR
     python -m jaxdl.main --config=experiments/recsys/sequential/config.py:sasrec,smoke --workdir=DIR   # seconds
     python -m jaxdl.ablate --config=experiments/recsys/sequential/config.py:sasrec --workdir=DIR --seeds=0,1,2
-Args: `<sasrec|bert4rec>[,seed=N][,steps=N][,smoke]` (steps=0: the study's). README.md in this folder has the
-measured runtimes and numbers.
+Args: `<sasrec|bert4rec>[,last][,seed=N][,steps=N][,smoke]` (steps=0: the study's). README.md in this folder has
+the measured runtimes and numbers.
 
 - sasrec: SASRec (2 pre-LN causal blocks from the project's attention + MLP layers, dim 64, 2 heads, MLP 256,
   dropout 0.2, the last 50 items), task `next_items`: softmax cross-entropy over the whole catalogue at every
@@ -17,6 +17,10 @@ measured runtimes and numbers.
   probability 0.2, softmax cross-entropy over the catalogue at the masked positions, [mask] appended at
   evaluation; Adam 1e-3, batch 128, 200 steps (~7.8 masked targets per row). Test HR@10 full 0.089 ± 0.002,
   sampled 0.529 ± 0.014 (n = 3; popularity: 0.084 / 0.399); 3-5 min per run on the loaded CPU.
+- sasrec,last: the same SASRec trained RecBole's way, for the like-for-like check against RecBole's SASRec
+  (../peer/run_recbole.py): task `ranking` loss="softmax", a catalogue cross-entropy at the last position only
+  (one target per prefix -> next-item row), batch 256, 383 steps = 1 epoch over the 98,114 train rows (RecBole's
+  peer: 1 epoch over its 97,172 rows with a non-empty history).
 Evaluators: HR/NDCG@10 and MRR, sampled (99 stored negatives) and full ranking, on test (and valid), at the end.
 """
 
@@ -29,9 +33,11 @@ MODELS = ("sasrec", "bert4rec")
 
 
 def get_config(arg: str = "sasrec") -> ml_collections.ConfigDict:
-    a = config_lib.parse_arg(arg, model=MODELS, seed=0, steps=0)
+    a = config_lib.parse_arg(arg, model=MODELS, last=bool, seed=0, steps=0)
     if a.steps < 0:
         raise ValueError(f"config arg steps={a.steps} must be >= 0 (0: the study's)")
+    if a.last and a.model != "sasrec":
+        raise ValueError(f"config arg 'last' (RecBole's last-position objective) is for sasrec, not {a.model}")
     c = config_lib.base()
     c.seed = a.seed
     c.data.name = "movielens_loo"
@@ -40,7 +46,7 @@ def get_config(arg: str = "sasrec") -> ml_collections.ConfigDict:
     c.data.eval_batch_size = 943
     model = dict(num_users=NUM_USERS, dim=64, depth=2, heads=2, mlp_dim=256, dropout=0.2)
     if a.model == "sasrec":
-        c.task.name = "next_items"
+        c.task.name = "ranking" if a.last else "next_items"
         c.task.loss = "softmax"
         c.model = ml_collections.ConfigDict(dict(name="sasrec", **model))
     else:
@@ -50,6 +56,9 @@ def get_config(arg: str = "sasrec") -> ml_collections.ConfigDict:
     c.optim.name = "adam"
     c.optim.lr = 1e-3
     c.train.steps = a.steps or 200
+    if a.last:
+        c.data.batch_size = 256
+        c.train.steps = a.steps or 98_114 // 256
     c.train.log_every = 100
     c.train.checkpoint_every = 0
     c.train.eval_every = c.train.steps
@@ -60,5 +69,5 @@ def get_config(arg: str = "sasrec") -> ml_collections.ConfigDict:
 
 def get_sweep(arg: str = "sasrec"):
     """`python -m jaxdl.ablate --config=experiments/recsys/sequential/config.py:<model> --seeds=0,1,2`: one cell."""
-    a = config_lib.parse_arg(arg, model=MODELS, seed=0, steps=0)
-    return [{"_name": a.model}]
+    a = config_lib.parse_arg(arg, model=MODELS, last=bool, seed=0, steps=0)
+    return [{"_name": a.model + ("_last" if a.last else "")}]
