@@ -4,6 +4,8 @@
     python experiments/generative/study.py samplers --runs=DIR --classifier=CLF --n=N
                                                                      # DDPM 1000 steps vs DDIM 10/50/100
     python experiments/generative/study.py interpolate --runs=DIR    # VAE latent interpolation PNG
+    python experiments/generative/study.py evaluate --run=WORKDIR --spec='{"kind": "fid", ...}' --out=NAME
+                                      # one evaluator (any spec) on a finished run's last checkpoint -> NAME.json
 
 DIR holds the workdirs `ae`, `vae`, `dcgan`, `ddpm` (and `train_all.txt`, their wall times). Everything is
 written next to this file.
@@ -191,10 +193,40 @@ def interpolate(runs: str, pairs: int = 8, points: int = 10) -> None:
     save_grid(images, os.path.join(HERE, "vae_interpolation.png"), cols=points)
 
 
+def evaluate(run_dir: str, spec: dict, out: str) -> None:
+    """Runs the evaluator `spec` (as in config.evals; `use_ema` picks the EMA weights) on the last checkpoint of
+    `run_dir` and writes {environment, run, step, spec, metrics, seconds} to `<out>.json` next to this file."""
+    from jaxdl import evaluators
+    from jaxdl.state import restore_run
+    from jaxdl.train import eval_context
+
+    run = restore_run(run_dir, devices=jax.devices()[:1])
+    ctx = eval_context(
+        run.config, run.task, run.graphdef, run.ds_info, run.mesh, run.rules, run.state_sharding, run_dir
+    )
+    ev = evaluators.make_all({out: spec}, ctx)[out]
+    t0 = time.perf_counter()
+    metrics = ev.evaluate(run.state)
+    result = {
+        "environment": environment() | {"seed": run.config.seed},
+        "run": run_dir,
+        "step": run.step,
+        "spec": spec,
+        "metrics": metrics,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    with open(os.path.join(HERE, f"{out}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(json.dumps(result, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("collect", "samplers", "interpolate"))
-    p.add_argument("--runs", required=True)
+    p.add_argument("what", choices=("collect", "samplers", "interpolate", "evaluate"))
+    p.add_argument("--runs", default="")
+    p.add_argument("--run", default="", help="evaluate: the run's workdir")
+    p.add_argument("--spec", default="", help="evaluate: the evaluator spec as JSON")
+    p.add_argument("--out", default="", help="evaluate: the JSON's name (no extension)")
     p.add_argument("--classifier", default="")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--batch", type=int, default=100)
@@ -202,6 +234,10 @@ def main() -> None:
     a = p.parse_args()
     if a.what == "collect":
         collect(a.runs)
+    elif a.what == "evaluate":
+        if not (a.run and a.spec and a.out):
+            p.error("evaluate needs --run, --spec and --out")
+        evaluate(a.run, json.loads(a.spec), a.out)
     elif a.what == "samplers":
         samplers(a.runs, a.classifier, a.n, a.batch, a.weights)
     else:

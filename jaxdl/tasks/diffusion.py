@@ -41,6 +41,11 @@ def make_schedule(name: str, timesteps: int) -> dict[str, np.ndarray]:
     if name == "linear":
         scale = 1000.0 / timesteps
         betas = np.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=np.float64)
+        if betas[-1] >= 1.0:  # 1 - β must stay a positive scale of x_{t-1}
+            raise ValueError(
+                f"config.task.timesteps={timesteps}: the linear schedule rescaled by 1000/T reaches β = "
+                f"{betas[-1]:g} >= 1; use timesteps >= 21 (or schedule='cosine')"
+            )
     else:
         s = 0.008
         f = np.cos((np.arange(timesteps + 1, dtype=np.float64) / timesteps + s) / (1 + s) * math.pi / 2) ** 2
