@@ -11,7 +11,9 @@ Conv channels score the same way (`channel_importance`): ||filter j of conv i||�
 channel j||₂ (the next conv's input slice [kh, kw, j, :], or for the last conv the rows of the dense layer that
 read channel j at every spatial position of the flattened [h, w, c] map). The score is BN-free by design: a
 normalization layer between conv and ReLU would rescale channels and needs folding first, so `prune_vgg` takes
-`norm="none"` only.
+`norm="none"` only. Both pruners take `scores=` to rank by another importance instead: the first-order Taylor score
+on calibration batches (`jaxdl.compress.taylor.taylor_importance`) or the filters' L1 norm (`filter_l1_importance`,
+Li et al. 2017); experiments/deploy/README.md §4 ablates the three.
 
 Supported: the `mlp` family without residual connections (`residual=False`: a residual adds a layer's input to
 its output, so both would have to keep the same units), and the `vgg` family with `convs=1` (one conv per stage,
@@ -52,17 +54,23 @@ def unit_importance(params: Mapping) -> list[np.ndarray]:
 
 
 def prune_mlp(
-    model_config: Mapping[str, Any], params: Mapping, keep: float | Sequence[int]
+    model_config: Mapping[str, Any],
+    params: Mapping,
+    keep: float | Sequence[int],
+    scores: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict, list[np.ndarray]]:
     """(new model config, new params (pure dict, same dtypes), kept unit indices per layer, ascending).
 
-    `keep`: the fraction of each hidden layer's units to keep (at least 1 unit), or the number per layer."""
+    `keep`: the fraction of each hidden layer's units to keep (at least 1 unit), or the number per layer.
+    `scores`: per hidden layer [units] (e.g. `jaxdl.compress.taylor.taylor_importance`); default
+    `unit_importance`."""
     cfg = dict(model_config)
     if cfg.get("name") != "mlp":
         raise ValueError(f"structured pruning supports config.model.name='mlp', got {cfg.get('name')!r}")
     if cfg.get("residual", False):
         raise ValueError("config.model.residual=True: residual layers must keep the same units; not supported")
-    scores = unit_importance(params)
+    default = unit_importance(params)
+    scores = _check_scores(default if scores is None else scores, [len(s) for s in default])
     widths = [len(s) for s in scores]
     counts = _counts(keep, widths)
     kept = [np.sort(np.argsort(-s, kind="stable")[:c]) for s, c in zip(scores, counts, strict=True)]
@@ -107,6 +115,21 @@ def channel_importance(params: Mapping) -> list[np.ndarray]:
     return scores
 
 
+def filter_l1_importance(params: Mapping) -> list[np.ndarray]:
+    """Per conv layer of a `vgg`, float64 [out channels]: the L1 norm of each filter, Σ|kernel[..., j]| (Li et al.
+    2017, "Pruning filters for efficient ConvNets"; it ignores the weights that read the channel)."""
+    return [np.sum(np.abs(k.astype(np.float64)), axis=(0, 1, 2)) for k, _ in _vgg_convs(params)]
+
+
+def _check_scores(scores: Sequence, widths: list[int]) -> list[np.ndarray]:
+    scores = [np.asarray(s, np.float64) for s in scores]
+    if [s.shape for s in scores] != [(w,) for w in widths]:
+        raise ValueError(f"scores shapes {[s.shape for s in scores]} do not match the layer widths {widths}")
+    if not all(np.all(np.isfinite(s)) for s in scores):
+        raise ValueError("scores hold a NaN or infinity")
+    return scores
+
+
 def _counts(keep, widths: list[int]) -> list[int]:
     if isinstance(keep, int | float) and not isinstance(keep, bool):
         if not 0.0 < float(keep) <= 1.0:
@@ -119,12 +142,17 @@ def _counts(keep, widths: list[int]) -> list[int]:
 
 
 def prune_vgg(
-    model_config: Mapping[str, Any], params: Mapping, keep: float | Sequence[int]
+    model_config: Mapping[str, Any],
+    params: Mapping,
+    keep: float | Sequence[int],
+    scores: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict, list[np.ndarray]]:
     """(new model config with narrower `widths`, new params (pure dict, same dtypes), kept channel indices per conv,
     ascending) of a `vgg` model with `convs=1` and `norm="none"`.
 
-    `keep`: the fraction of each conv's output channels to keep (at least 1), or the number per conv layer."""
+    `keep`: the fraction of each conv's output channels to keep (at least 1), or the number per conv layer.
+    `scores`: per conv [out channels], higher = keep (e.g. `jaxdl.compress.taylor.taylor_importance`,
+    `filter_l1_importance`); default `channel_importance`."""
     cfg = dict(model_config)
     if cfg.get("name") != "vgg":
         raise ValueError(f"conv-channel pruning supports config.model.name='vgg', got {cfg.get('name')!r}")
@@ -133,7 +161,8 @@ def prune_vgg(
     if cfg.get("norm", "batch") != "none":
         raise ValueError(f"config.model.norm={cfg.get('norm', 'batch')!r}: prune_vgg needs norm='none' (fold first)")
     convs = _vgg_convs(params)
-    scores = channel_importance(params)
+    widths = [k.shape[-1] for k, _ in convs]
+    scores = _check_scores(channel_importance(params) if scores is None else scores, widths)
     counts = _counts(keep, [len(sc) for sc in scores])
     kept = [np.sort(np.argsort(-sc, kind="stable")[:c]) for sc, c in zip(scores, counts, strict=True)]
     new_convs, prev = {}, None
