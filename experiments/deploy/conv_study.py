@@ -27,22 +27,22 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import app, flags
 from flax import nnx
 
-from jaxdl import data, models
+from jaxdl import models
 from jaxdl.compress.structured import prune_vgg
 from jaxdl.export import export_run
 from jaxdl.metrics import environment
 from jaxdl.state import restore_run
 from jaxdl.train import train_and_evaluate
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fashion_mnist"))
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(1, os.path.join(os.path.dirname(__file__), "..", "fashion_mnist"))
 from config import get_config  # noqa: E402  (experiments/fashion_mnist/config.py)
+from structured_common import accuracy, alternating_latency_ms, finetune, flops, forward_fn, split_arrays  # noqa: E402
 
 flags.DEFINE_string("workdir", "/tmp/deploy_conv", "where the run and the artifact go")
 flags.DEFINE_string("out", "experiments/deploy/conv_results.json", "results JSON")
@@ -54,62 +54,6 @@ flags.DEFINE_list("keep", ["0.75", "0.5"], "fractions of channels kept")
 FLAGS = flags.FLAGS
 
 MODEL = {"name": "vgg", "widths": (32, 64, 128), "convs": 1, "hidden": 256, "norm": "none"}
-
-
-def split_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
-    src = data.load("fashion_mnist", split)
-    b = next(data.eval_batches(src, dataset="fashion_mnist", batch_size=len(src)))
-    return np.asarray(b["input"]), np.asarray(b["label"])
-
-
-def forward_fn(graphdef, rest):
-    fwd = jax.jit(lambda p, x: nnx.merge(graphdef, p, rest)(x, train=False))
-    return fwd
-
-
-def accuracy(fwd, params, x, y, batch: int = 1000) -> float:
-    hits = sum(int(np.sum(np.asarray(fwd(params, x[i : i + batch])).argmax(-1) == y[i : i + batch]))
-               for i in range(0, len(x), batch))  # fmt: skip
-    return hits / len(x)
-
-
-def finetune(graphdef, params, rest, xs, ys, steps: int, lr: float = 3e-4, batch: int = 128):
-    """`steps` Adam steps of cross-entropy on the train split in fixed order (a plain optax loop): new params."""
-    tx = optax.adam(lr)
-
-    @jax.jit
-    def step(p, o, x, y):
-        def loss(p):
-            logits = nnx.merge(graphdef, p, rest)(x, train=False)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-        u, o = tx.update(jax.grad(loss)(p), o, p)
-        return optax.apply_updates(p, u), o
-
-    opt = tx.init(params)
-    for i in range(steps):
-        j = (i * batch) % (len(xs) - batch)
-        params, opt = step(params, opt, xs[j : j + batch], ys[j : j + batch])
-    return params
-
-
-def alternating_latency_ms(fa, pa, fb, pb, x, repeats: int) -> tuple[float, float, list, list]:
-    """Medians (ms) of `repeats` calls of fa(pa, x) and fb(pb, x), alternated call by call."""
-    xa = jnp.asarray(x)
-    for f, p in ((fa, pa), (fb, pb)):
-        for _ in range(3):
-            jax.block_until_ready(f(p, xa))
-    ta, tb = [], []
-    for _ in range(repeats):
-        for f, p, t in ((fa, pa, ta), (fb, pb, tb)):
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(p, xa))
-            t.append(1e3 * (time.perf_counter() - t0))
-    return float(np.median(ta)), float(np.median(tb)), ta, tb
-
-
-def flops(fwd, params, x) -> float:
-    return float(fwd.lower(params, jnp.asarray(x)).compile().cost_analysis()["flops"])
 
 
 def main(argv):

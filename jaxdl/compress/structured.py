@@ -26,9 +26,8 @@ Attention heads (`head_importance`, `mask_heads`): a head's importance is ||W_v[
 projection into the head times its output projection out of it; a head whose output projection is zero scores 0
 and contributes nothing). `mask_heads` zeroes the q/k/v/o weights of the lowest-scoring heads of every layer of a
 model built on `jaxdl.models.transformer` (ViT, BERT-style encoders: parameters under ["blocks"]["attn"], stacked
-over layers [depth, ...]). It does not yet produce a model with *fewer* heads: the project's attention layer
-derives head_dim = dim // heads, so fewer heads at the same width would change every head's size; that needs a
-head_dim argument in `jaxdl.layers.attention.Attention`.
+over layers [depth, ...]); `jaxdl.compress.heads.prune_heads` turns the same choice into a smaller dense model with
+fewer heads of the original width (`config.model.head_dim`).
 """
 
 from __future__ import annotations
