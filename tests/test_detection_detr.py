@@ -1,5 +1,6 @@
-"""DETR (jaxdl.models `detr`, task `detect` set-prediction losses): output shapes, the in-step JAX auction matcher
-equal to scipy's Hungarian matching on the model's own cost matrices, and a short run that learns."""
+"""DETR (jaxdl.models `detr`, task `detect` set-prediction losses), post-norm and pre-norm: output shapes, the
+in-step JAX auction matcher equal to scipy's Hungarian matching on the model's own cost matrices (every object
+matched), and a short run that learns."""
 
 import os
 
@@ -33,10 +34,11 @@ def _canvases(n):
     return {k: jnp.asarray(v) for k, v in canvas.preprocess({k: np.stack([e[k] for e in raw]) for k in raw[0]}).items()}
 
 
-def test_detr_matchers_agree_and_short_run_learns():
+@pytest.mark.parametrize("prenorm,pos_std", [(False, 0.02), (True, 1.0)])  # config.py's detr, detr3
+def test_detr_matchers_agree_and_short_run_learns(prenorm, pos_std):
     require_fashion_mnist()
     batch = _canvases(16)
-    model = _model()
+    model = _model(prenorm=prenorm, pos_std=pos_std)
     out = nnx.jit(lambda m, x: m(x))(model, batch["input"])
     assert out["logits"].shape == (16, 2, 8, 11) and out["boxes"].shape == (16, 2, 8, 4)
 
@@ -48,6 +50,7 @@ def test_detr_matchers_agree_and_short_run_learns():
     la, ma = jax.jit(lambda o: auction.set_losses(model, o, batch["boxes"], batch["label"]))(out)
     ls, ms = jax.jit(lambda o: scipy.set_losses(model, o, batch["boxes"], batch["label"]))(out)
     np.testing.assert_allclose(float(la), float(ls), rtol=1e-4)
+    assert float(ma["unassigned"]) == 0.0 and float(ms["unassigned"]) == 0.0
     rng = np.random.default_rng(0)
     cost = jnp.asarray(rng.uniform(0, 3, (5, 6, 8)).astype(np.float32))
     np.testing.assert_array_equal(np.asarray(jax.jit(auction.match)(cost)), np.asarray(scipy.match(cost)))
@@ -66,6 +69,7 @@ def test_detr_matchers_agree_and_short_run_learns():
         loss, m = step(model, opt, batch)
     assert float(loss) < 0.75 * float(first), (float(first), float(loss))
     assert float(m["giou"]) < float(m0["giou"]) - 0.1, (float(m0["giou"]), float(m["giou"]))
+    assert float(m["unassigned"]) == 0.0
     det = nnx.jit(lambda mm, x: mm.detect(x, max_detections=5))(model, batch["input"])
     assert det["boxes"].shape == (16, 5, 4) and (np.diff(np.asarray(det["scores"]), axis=1) <= 0).all()
 
@@ -73,5 +77,7 @@ def test_detr_matchers_agree_and_short_run_learns():
 def test_detr_bad_config():
     with pytest.raises(ValueError, match="multiples of 16"):
         models.make(dict(name="detr"), input_shape=(20, 20, 1), num_classes=3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="config.model.pos_std"):
+        models.make(dict(name="detr", pos_std=0.0), input_shape=(64, 64, 1), num_classes=3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="config.task.matcher"):
         tasks.make({"name": "detect", "matcher": "greedy"})

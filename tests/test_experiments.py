@@ -42,6 +42,7 @@ def test_study_sweeps_validate(study):
         ("experiments/generative/config.py", "ddpm"),
         ("experiments/detection/config.py", "fcos"),
         ("experiments/detection/config.py", "detr"),
+        ("experiments/detection/config.py", "detr3"),
         ("experiments/detection/segment.py", "unet"),
         ("experiments/rl/ppo.py", "cartpole"),
         ("experiments/rl/ppo.py", "acrobot"),

@@ -3,6 +3,7 @@ results.json and results.csv beside this file: every final evaluator metric (zer
 full and name-only prompts, linear probe, retrieval recall@1/5), the median train step time and wall seconds.
 
   python experiments/clip/study.py --workdir=/tmp/runs --losses=infonce,siglip --seeds=0 [--steps=400]
+summary.csv (and results.json's "summary"): mean and sample std over the seeds of every metric, per loss.
 A run whose workdir already holds its final metrics is collected, not rerun (--collect: never train anything).
 Evaluators of config.py that a finished run lacks (e.g. `zero_shot_desc`, added after the first InfoNCE run) are
 run on its final checkpoint with `jaxdl.evaluate`'s machinery and stored in its `extra_evals.json`.
@@ -85,6 +86,9 @@ def run(loss: str, seed: int, steps: int, root: str, collect: bool) -> dict:
         if proc.returncode:
             raise RuntimeError(f"clip {loss} seed {seed} failed:\n{proc.stderr[-3000:]}")
         wall = round(time.time() - start, 1)
+    if wall is None:  # trained earlier: first file written (config.json) to the last metrics line, from file times
+        first = os.path.getmtime(os.path.join(workdir, "config.json"))
+        wall = round(os.path.getmtime(os.path.join(workdir, "metrics.jsonl")) - first, 1)
     add_missing_evals(workdir, loss)  # finished runs too
     with open(os.path.join(workdir, "environment.json")) as f:
         env = json.load(f)
@@ -93,9 +97,30 @@ def run(loss: str, seed: int, steps: int, root: str, collect: bool) -> dict:
         "seed": seed,
         **_final(workdir),
         "wall_s": wall,
+        "started_utc": datetime.datetime.fromtimestamp(
+            os.path.getmtime(os.path.join(workdir, "config.json")), datetime.UTC
+        ).isoformat(timespec="seconds"),
         "jax": env["packages"]["jax"],
         "git_commit": env["git_commit"],
     }
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Per loss and metric: mean and sample standard deviation (ddof 1; None for n = 1) over the seeds."""
+    import statistics
+
+    rows = []
+    for loss in dict.fromkeys(r["loss"] for r in runs):
+        group = [r for r in runs if r["loss"] == loss]
+        metrics = [k for k in group[0] if "/" in k or k == "median_step_ms"]
+        for k in metrics:
+            vals = [r[k] for r in group if r.get(k) is not None]
+            std = round(statistics.stdev(vals), 4) if len(vals) > 1 else None
+            seeds = " ".join(str(r["seed"]) for r in group)
+            rows.append(
+                dict(loss=loss, metric=k, n=len(vals), mean=round(statistics.fmean(vals), 4), std=std, seeds=seeds)
+            )
+    return rows
 
 
 def main() -> None:
@@ -104,19 +129,28 @@ def main() -> None:
     p.add_argument("--losses", default="infonce,siglip")
     p.add_argument("--seeds", default="0")
     p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--runs", default="", help="e.g. infonce:0,infonce:1,siglip:0 (replaces losses x seeds)")
     p.add_argument("--collect", action="store_true")
     a = p.parse_args()
-    runs = [
-        run(loss, int(s), a.steps, a.workdir, a.collect) for loss in a.losses.split(",") for s in a.seeds.split(",")
-    ]
+    load_start = os.getloadavg()
+    pairs = [(loss, int(s)) for loss in a.losses.split(",") for s in a.seeds.split(",")]
+    if a.runs:  # explicit loss:seed list instead of the product
+        pairs = [(r.split(":")[0], int(r.split(":")[1])) for r in a.runs.split(",")]
+    runs = [run(loss, seed, a.steps, a.workdir, a.collect) for loss, seed in pairs]
     meta = {
         "command": " ".join(sys.argv),
-        "device": f"{platform.machine()} CPU, {os.cpu_count()} cores, shared with other jobs (load average > 10)",
+        "device": f"{platform.machine()} CPU, {os.cpu_count()} cores, shared with other jobs",
+        "load_average_1_5_15_min_during_this_call": {"start": load_start, "end": os.getloadavg()},
         "date": datetime.date.today().isoformat(),
         "python": platform.python_version(),
     }
+    summary = summarize(runs)
     with open(os.path.join(HERE, "results.json"), "w") as f:
-        json.dump({"meta": meta, "runs": runs}, f, indent=1)
+        json.dump({"meta": meta, "runs": runs, "summary": summary}, f, indent=1)
+    with open(os.path.join(HERE, "summary.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["loss", "metric", "n", "mean", "std", "seeds"])
+        w.writeheader()
+        w.writerows(summary)
     keys = list(dict.fromkeys(k for r in runs for k in r))
     with open(os.path.join(HERE, "results.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)

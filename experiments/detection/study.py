@@ -1,6 +1,7 @@
 """The detection study's tables and figure from trained runs (train them first; README.md has the commands):
 
-    python experiments/detection/study.py --det=/tmp/runs/det_fcos --detr=/tmp/runs/det_detr --seg=/tmp/runs/seg_unet
+    python experiments/detection/study.py --det=/tmp/runs/det_fcos --detr=/tmp/runs/det_detr --seg=/tmp/runs/seg_unet \
+        --detr2=/tmp/runs/det_detr2 --detr3=/tmp/runs/det_detr3 --skip_ablation
 
 - results.json / results.csv: each run's final test metrics (from its metrics.jsonl: COCO mAP@[.5:.95], AP50,
   AP75, AR@100 by pycocotools, our numpy mAP beside it; mIoU and per-class IoU), training minutes (wall clock of
@@ -9,11 +10,13 @@
   0.3-0.9 and without NMS (threshold 1.0: nothing suppressed) with the `coco_map` evaluator;
 - curves.csv: the training curves (loss terms per logged step); eval_curve.csv: every evaluation of each run;
 - results.json also holds the all-background segmentation baseline (`all_background`);
-- detections.png: the detector's boxes (score >= 0.45) on the first 8 test canvases beside the ground truth.
+- detections.png: the detector's boxes (score >= 0.45) on the first 8 test canvases beside the ground truth;
+  detections_detr3.png: the same for the second-pass DETR (`config.py:detr3`) when --detr3 is given.
 """
 
 import argparse
 import csv
+import datetime
 import json
 import os
 import platform
@@ -26,8 +29,6 @@ NMS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def environment() -> dict:
-    import datetime
-
     import flax
     import jax
     import optax
@@ -35,6 +36,7 @@ def environment() -> dict:
 
     return {
         "device": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared with other jobs)",
+        "load_average_1_5_15_min_at_study": os.getloadavg(),
         "date": datetime.date.today().isoformat(),
         "python": platform.python_version(),
         "jax": jax.__version__,
@@ -91,7 +93,30 @@ def nms_ablation(workdir: str) -> list[dict]:
     return rows
 
 
-def draw(workdir: str, out: str, count: int = 8, min_score: float = 0.45) -> None:
+def matcher_check(workdir: str, count: int = 64) -> dict:
+    """A DETR run's final checkpoint on the first `count` train canvases: the set-prediction loss terms with the
+    in-step JAX auction matcher and with scipy's Hungarian matching (equal when the auction found the optimum;
+    `unassigned` = objects left without a query)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxdl import data, tasks
+    from jaxdl.data import canvas
+
+    run, _ = restore(workdir)
+    batch = canvas.preprocess(data.memory.read(data.load("canvas", "train"), range(count)))
+    model = nnx.merge(run.graphdef, jax.device_get(run.state["params"]), jax.device_get(run.state["rest"]))
+    out = model(batch["input"])
+    res = {}
+    for matcher in ("auction", "scipy"):
+        task = tasks.make(dict(run.config.task) | {"matcher": matcher})
+        loss, m = task.set_losses(model, out, jnp.asarray(batch["boxes"]), jnp.asarray(batch["label"]))
+        res[matcher] = {"loss": float(loss), **{k: float(v) for k, v in m.items()}}
+    return res
+
+
+def draw(workdir: str, out: str, title: str = "FCOS", count: int = 8, min_score: float = 0.45) -> None:
     import jax
     import matplotlib
 
@@ -121,7 +146,7 @@ def draw(workdir: str, out: str, count: int = 8, min_score: float = 0.45) -> Non
             ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color="red", lw=1.2))
             ax.text(x1, y1 - 1, f"{canvas.NAMES[c]} {s:.2f}", color="red", fontsize=6, va="bottom")
         ax.set_axis_off()
-    fig.suptitle("FCOS on test canvases: red = detections (score >= 0.45, NMS 0.6), green dashed = ground truth")
+    fig.suptitle(f"{title} on test canvases: red = detections (score >= {min_score}), green dashed = ground truth")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print("wrote", out)
@@ -155,13 +180,16 @@ def main() -> None:
     p.add_argument("--det", required=True, help="workdir of experiments/detection/config.py:fcos")
     p.add_argument("--seg", default="", help="workdir of experiments/detection/segment.py:unet")
     p.add_argument("--detr", default="", help="workdir of experiments/detection/config.py:detr")
+    p.add_argument("--detr2", default="", help="workdir of experiments/detection/config.py:detr2")
+    p.add_argument("--detr3", default="", help="workdir of experiments/detection/config.py:detr3")
     p.add_argument("--skip_ablation", action="store_true")
     a = p.parse_args()
     sys.path.insert(0, os.path.dirname(HERE))
     env = environment()
     results = {"environment": env, "runs": {}}
     curves, map_curve = [], []
-    for name, workdir in (("fcos", a.det), ("detr", a.detr), ("seg_unet", a.seg)):
+    named = (("fcos", a.det), ("detr", a.detr), ("detr2", a.detr2), ("detr3", a.detr3), ("seg_unet", a.seg))
+    for name, workdir in named:
         if not workdir:
             continue
         final, train, evals = read_metrics(workdir)
@@ -173,9 +201,14 @@ def main() -> None:
             "steps": final.get("step"),
             "seed": cfg.get("seed"),
             "train_minutes": round(train_minutes(train), 2),
+            "started_utc": datetime.datetime.fromtimestamp(
+                os.path.getmtime(os.path.join(workdir, "config.json")), datetime.UTC
+            ).isoformat(timespec="seconds"),
             **final,
         }
         curves += [{"model": name, **r} for r in train]
+        if name.startswith("detr"):
+            results["runs"][name]["matcher_check_64_train_canvases"] = matcher_check(workdir)
     if a.seg:
         results["runs"]["all_background"] = all_background()
     with open(os.path.join(HERE, "results.json"), "w") as f:
@@ -183,7 +216,9 @@ def main() -> None:
     write_csv(os.path.join(HERE, "results.csv"), [{"model": k, **v, **env} for k, v in results["runs"].items()])
     write_csv(os.path.join(HERE, "curves.csv"), curves)
     write_csv(os.path.join(HERE, "eval_curve.csv"), map_curve)
-    draw(a.det, os.path.join(HERE, "detections.png"))
+    draw(a.det, os.path.join(HERE, "detections.png"), "FCOS (NMS 0.6)")
+    if a.detr3:
+        draw(a.detr3, os.path.join(HERE, "detections_detr3.png"), "DETR (detr3, no NMS)", min_score=0.3)
     if not a.skip_ablation:
         rows = nms_ablation(a.det)
         write_csv(os.path.join(HERE, "nms_ablation.csv"), [{**r, **env} for r in rows])

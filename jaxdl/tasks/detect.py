@@ -20,7 +20,9 @@ matching: `matcher="auction"` in JAX inside the step, or `"scipy"` on the host t
 jaxdl.layers.matching); loss per layer = cross-entropy of every query (unmatched queries -> "no object",
 weighted `eos_weight`) + `giou_weight` x (1 - GIoU) + `l1_weight` x L1 of matched boxes (normalized by the image
 size) divided by the number of objects; summed over layers (the last + auxiliary decoding losses). DETR's
-weights: class 1, L1 5, GIoU 2, eos 0.1 (set `l1_weight=5, giou_weight=2` in the config).
+weights: class 1, L1 5, GIoU 2, eos 0.1 (set `l1_weight=5, giou_weight=2` in the config). Metrics (last layer):
+cls, l1, giou, aux (the other layers' summed loss), unassigned (fraction of objects the matcher left without a
+query; 0 unless the auction hit its iteration bound).
 """
 
 import jax
@@ -138,7 +140,10 @@ class Task(BaseTask):
         l1_loss = jnp.where(mask, box_ops.l1(mb, gb[:, None]), 0.0).sum((0, 2)) / nobj
         giou_loss = jnp.where(mask, box_ops.giou_loss(mb, gb[:, None]), 0.0).sum((0, 2)) / nobj
         per_layer = self.class_weight * cls + self.l1_weight * l1_loss + self.giou_weight * giou_loss
+        # objects the matcher left without a query (the auction's max_iters reached): must stay 0
+        unassigned = ((cols < 0) & mask).sum() / nobj
         metrics = {"cls": cls[-1], "l1": l1_loss[-1], "giou": giou_loss[-1], "aux": per_layer[:-1].sum()}
+        metrics |= {"unassigned": unassigned}
         return per_layer.sum(), metrics
 
     def default_evals(self) -> dict[str, dict]:
