@@ -30,9 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import app, flags
-from flax import nnx
 
-from jaxdl import models
 from jaxdl.compress.structured import prune_vgg
 from jaxdl.export import export_run
 from jaxdl.metrics import environment
@@ -42,7 +40,7 @@ from jaxdl.train import train_and_evaluate
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(1, os.path.join(os.path.dirname(__file__), "..", "fashion_mnist"))
 from config import get_config  # noqa: E402  (experiments/fashion_mnist/config.py)
-from structured_common import accuracy, alternating_latency_ms, finetune, flops, forward_fn, split_arrays  # noqa: E402
+from structured_common import dense_row, pruned_row, split_arrays  # noqa: E402
 
 flags.DEFINE_string("workdir", "/tmp/deploy_conv", "where the run and the artifact go")
 flags.DEFINE_string("out", "experiments/deploy/conv_results.json", "results JSON")
@@ -68,33 +66,18 @@ def main(argv):
     print(f"trained: {final} ({time.time() - t0:.0f} s)", flush=True)
     out = {"model": MODEL, "steps": FLAGS.steps, "finetune_steps": FLAGS.finetune_steps, "train_eval": final}
 
-    xs, ys = split_arrays("train")
-    xt, yt = split_arrays("test")
+    data_arrays = (*split_arrays("train"), *split_arrays("test"))
     run = restore_run(run_dir, devices=jax.devices()[:1])
     g, params, rest = run.graphdef, run.state["params"], run.state["rest"]
     p = jax.tree.map(np.asarray, params.to_pure_dict())
-    dense_fwd = forward_fn(g, rest)
-    tuned = finetune(g, params, rest, xs, ys, FLAGS.finetune_steps)
-    xb = xt[:256]
-    dense = {"keep": 1.0, "widths": list(MODEL["widths"]), "accuracy": accuracy(dense_fwd, params, xt, yt),
-             "accuracy_finetuned": accuracy(dense_fwd, tuned, xt, yt), "flops_b256": flops(dense_fwd, params, xb),
-             "params": int(sum(a.size for a in jax.tree.leaves(p)))}  # fmt: skip
+    row, dense_fwd = dense_row(g, params, rest, data_arrays, FLAGS.finetune_steps)
+    dense = {"keep": 1.0, "widths": list(MODEL["widths"]), **row}
     rows = [dense]
     print(dense, flush=True)
     for keep in map(float, FLAGS.keep):
         cfg, newp, _ = prune_vgg(MODEL, p, keep)
-        with nnx.use_eager_sharding(False):
-            small = models.make(cfg, input_shape=(28, 28, 1), num_classes=10, rngs=nnx.Rngs(0))
-        sg, sp, sr = nnx.split(small, nnx.Param, ...)
-        sp.replace_by_pure_dict(newp)
-        fwd = forward_fn(sg, sr)
-        sp_tuned = finetune(sg, sp, sr, xs, ys, FLAGS.finetune_steps)
-        dense_ms, ms, dense_t, t = alternating_latency_ms(dense_fwd, params, fwd, sp, xb, FLAGS.repeats)
-        row = {"keep": keep, "widths": list(cfg["widths"]), "accuracy": accuracy(fwd, sp, xt, yt),
-               "accuracy_finetuned": accuracy(fwd, sp_tuned, xt, yt), "flops_b256": flops(fwd, sp, xb),
-               "params": int(sum(a.size for a in jax.tree.leaves(newp))), "latency_ms_b256": ms,
-               "dense_latency_ms_b256_same_time": dense_ms, "speedup": dense_ms / ms,
-               "latency_samples_ms": t, "dense_latency_samples_ms": dense_t}  # fmt: skip
+        row = pruned_row(cfg, newp, (28, 28, 1), dense_fwd, params, data_arrays, FLAGS.finetune_steps, FLAGS.repeats)
+        row = {"keep": keep, "widths": list(cfg["widths"]), **row}
         print({k: v for k, v in row.items() if "samples" not in k}, flush=True)
         rows.append(row)
     out["structured_pruning_conv"] = rows

@@ -22,9 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import app, flags
-from flax import nnx
 
-from jaxdl import models
 from jaxdl.compress.heads import prune_heads
 from jaxdl.metrics import environment
 from jaxdl.state import restore_run
@@ -67,34 +65,20 @@ def main(argv):
     out = {"model": MODEL, "seed": FLAGS.seed, "steps": FLAGS.steps, "finetune_steps": FLAGS.finetune_steps,
            "train_eval": final, "train_seconds": time.time() - t0}  # fmt: skip
 
-    xs, ys = common.split_arrays("train")
-    xt, yt = common.split_arrays("test")
+    data_arrays = (*common.split_arrays("train"), *common.split_arrays("test"))
     run = restore_run(run_dir, devices=jax.devices()[:1])
     g, params, rest = run.graphdef, run.state["params"], run.state["rest"]
     p = jax.tree.map(np.asarray, params.to_pure_dict())
-    dense_fwd = common.forward_fn(g, rest)
-    tuned = common.finetune(g, params, rest, xs, ys, FLAGS.finetune_steps)
-    xb = xt[:256]
-    dense = {"keep": 1.0, "heads": MODEL["heads"], "accuracy": common.accuracy(dense_fwd, params, xt, yt),
-             "accuracy_finetuned": common.accuracy(dense_fwd, tuned, xt, yt),
-             "flops_b256": common.flops(dense_fwd, params, xb),
-             "params": int(sum(a.size for a in jax.tree.leaves(p)))}  # fmt: skip
+    row, dense_fwd = common.dense_row(g, params, rest, data_arrays, FLAGS.finetune_steps)
+    dense = {"keep": 1.0, "heads": MODEL["heads"], **row}
     rows = [dense]
     print(dense, flush=True)
     for keep in map(float, FLAGS.keep):
         cfg, newp, _ = prune_heads(MODEL, p, keep)
-        with nnx.use_eager_sharding(False):
-            small = models.make(cfg, input_shape=(28, 28, 1), num_classes=10, rngs=nnx.Rngs(0))
-        sg, sp, sr = nnx.split(small, nnx.Param, ...)
-        sp.replace_by_pure_dict(newp)
-        fwd = common.forward_fn(sg, sr)
-        sp_tuned = common.finetune(sg, sp, sr, xs, ys, FLAGS.finetune_steps)
-        dense_ms, ms, dense_t, t = common.alternating_latency_ms(dense_fwd, params, fwd, sp, xb, FLAGS.repeats)
-        row = {"keep": keep, "heads": cfg["heads"], "accuracy": common.accuracy(fwd, sp, xt, yt),
-               "accuracy_finetuned": common.accuracy(fwd, sp_tuned, xt, yt), "flops_b256": common.flops(fwd, sp, xb),
-               "params": int(sum(a.size for a in jax.tree.leaves(newp))), "latency_ms_b256": ms,
-               "dense_latency_ms_b256_same_time": dense_ms, "speedup": dense_ms / ms,
-               "latency_samples_ms": t, "dense_latency_samples_ms": dense_t}  # fmt: skip
+        row = common.pruned_row(
+            cfg, newp, (28, 28, 1), dense_fwd, params, data_arrays, FLAGS.finetune_steps, FLAGS.repeats
+        )
+        row = {"keep": keep, "heads": cfg["heads"], **row}
         print({k: v for k, v in row.items() if "samples" not in k}, flush=True)
         rows.append(row)
     out["head_pruning"] = rows

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxdl import data
+from jaxdl import data, models
 
 
 def split_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +72,33 @@ def alternating_latency_ms(fa, pa, fb, pb, x, repeats: int) -> tuple[float, floa
 
 def flops(fwd, params, x) -> float:
     return float(fwd.lower(params, jnp.asarray(x)).compile().cost_analysis()["flops"])
+
+
+def dense_row(graphdef, params, rest, data, finetune_steps: int) -> tuple[dict, object]:
+    """(row: test accuracy before / after `finetune_steps` of fine-tuning, XLA FLOPs at batch 256, parameter count;
+    the jitted dense forward) of the trained model. data = (x_train, y_train, x_test, y_test)."""
+    xs, ys, xt, yt = data
+    fwd = forward_fn(graphdef, rest)
+    tuned = finetune(graphdef, params, rest, xs, ys, finetune_steps)
+    row = {"accuracy": accuracy(fwd, params, xt, yt), "accuracy_finetuned": accuracy(fwd, tuned, xt, yt),
+           "flops_b256": flops(fwd, params, xt[:256]),
+           "params": int(sum(np.size(a) for a in jax.tree.leaves(params.to_pure_dict())))}  # fmt: skip
+    return row, fwd
+
+
+def pruned_row(cfg, pure, input_shape, dense_fwd, dense_params, data, finetune_steps: int, repeats: int) -> dict:
+    """The smaller dense model `cfg` loaded with `pure` (params dict): accuracy before / after fine-tuning, FLOPs,
+    parameter count, and its batch-256 latency timed alternately with the dense model's."""
+    xs, ys, xt, yt = data
+    with nnx.use_eager_sharding(False):
+        small = models.make(cfg, input_shape=input_shape, num_classes=10, rngs=nnx.Rngs(0))
+    sg, sp, sr = nnx.split(small, nnx.Param, ...)
+    sp.replace_by_pure_dict(pure)
+    fwd = forward_fn(sg, sr)
+    sp_tuned = finetune(sg, sp, sr, xs, ys, finetune_steps)
+    xb = xt[:256]
+    dense_ms, ms, dense_t, t = alternating_latency_ms(dense_fwd, dense_params, fwd, sp, xb, repeats)
+    return {"accuracy": accuracy(fwd, sp, xt, yt), "accuracy_finetuned": accuracy(fwd, sp_tuned, xt, yt),
+            "flops_b256": flops(fwd, sp, xb), "params": int(sum(np.size(a) for a in jax.tree.leaves(pure))),
+            "latency_ms_b256": ms, "dense_latency_ms_b256_same_time": dense_ms, "speedup": dense_ms / ms,
+            "latency_samples_ms": t, "dense_latency_samples_ms": dense_t}  # fmt: skip
