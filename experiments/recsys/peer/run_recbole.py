@@ -124,6 +124,22 @@ def recbole_config(splits: str, seed: int, checkpoint_dir: str, params: dict) ->
     )  # fmt: skip
 
 
+def fit(cls, dataset_name: str, cfg: dict, seed: int):
+    """(trainer, dataset, test loader, fit seconds, RecBole's own test metrics) of RecBole model class `cls` trained
+    on `dataset_name` with config dict `cfg` and seed `seed`. The last model is the only one validated, so the
+    "best" is the last (load_best_model=False)."""
+    config = Config(model=cls, dataset=dataset_name, config_dict=cfg)
+    init_seed(seed, True)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    trainer = Trainer(config, cls(config, train_data.dataset).to("cpu"))
+    t = time.time()
+    trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+    fit_s = time.time() - t
+    own = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    return trainer, dataset, test_data, fit_s, own
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--splits", default="/tmp/recsys_splits")
@@ -148,17 +164,7 @@ def main():
                 if name == "SASRec":  # sequential benchmark files: one row per example with its item_id_list
                     cfg["load_col"] = {"inter": ["user_id", "item_id_list", "item_id", "timestamp"]}
                 dataset_name = "ml-100k-seq" if name == "SASRec" else "ml-100k-loo"
-                config = Config(model=cls, dataset=dataset_name, config_dict=cfg)
-                init_seed(seed, True)
-                dataset = create_dataset(config)
-                train_data, valid_data, test_data = data_preparation(config, dataset)
-                model = cls(config, train_data.dataset).to("cpu")
-                trainer = Trainer(config, model)
-                t = time.time()
-                trainer.fit(train_data, valid_data, saved=False, show_progress=False)
-                fit_s = time.time() - t
-                # the last model is the only one validated, so the "best" is the last
-                own = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+                trainer, dataset, test_data, fit_s, own = fit(cls, dataset_name, cfg, seed)
                 if name == "SASRec":
                     scores = scores_from_loader(trainer.model, dataset, test_data, ev["test_user"])
                 else:

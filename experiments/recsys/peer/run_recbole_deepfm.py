@@ -29,18 +29,13 @@ import json
 import os
 import re
 import tempfile
-import time
 
 import numpy as np
 import recbole
 import torch
-from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
 from recbole.model.context_aware_recommender import DeepFM
-from recbole.trainer import Trainer
-from recbole.utils import init_seed
-from run_recbole import evaluate, load_metrics, recbole_config, write
+from run_recbole import evaluate, fit, load_metrics, recbole_config, write
 
 NUM_ITEMS = 1682
 PARAMS = dict(embedding_size=16, mlp_hidden_size=[128, 64], dropout_prob=0.0, epochs=10, train_batch_size=256,
@@ -132,20 +127,11 @@ def main():
             cfg["load_col"] = {"inter": ["user_id", "item_id"], "user": ["user_id", "age_decade", "gender",
                                "occupation"], "item": ["item_id", "year_bucket", "genre"]}  # fmt: skip
             cfg["eval_args"] = dict(mode="full", order="RO", group_by="user")  # benchmark files: no re-split
-            config = Config(model=DeepFM, dataset=name, config_dict=cfg)
-            init_seed(seed, True)
-            dataset = create_dataset(config)
-            train_data, valid_data, test_data = data_preparation(config, dataset)
-            model = DeepFM(config, train_data.dataset).to("cpu")
-            trainer = Trainer(config, model)
-            t = time.time()
-            trainer.fit(train_data, valid_data, saved=False, show_progress=False)
-            fit_s = time.time() - t
-            own = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+            trainer, dataset, test_data, fit_s, own = fit(DeepFM, name, cfg, seed)
             scores = pair_scores(trainer.model, dataset, ev["test_user"])
             ours = evaluate(M, scores, ev["test_item"], ev["test_negatives"], ev["test_seen"])
             rec = dict(model="DeepFM", seed=seed, epochs=params["epochs"], fit_seconds=round(fit_s, 1),
-                       fields=sorted(f for f in dataset.field2type if f != config["LABEL_FIELD"]),
+                       fields=sorted(f for f in dataset.field2type if f != dataset.config["LABEL_FIELD"]),
                        recbole_full={k: float(v) for k, v in own.items()},
                        **{k: float(v) for k, v in ours.items()})  # fmt: skip
             print(rec, flush=True)
